@@ -1,0 +1,174 @@
+"""The Python API: `Enhancer` and `apply_stage`.
+
+An `Enhancer` holds one engine configuration; models load on first use and are shared by every
+call made through it. Images go in as PIL images or paths and come out as PIL images.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from PIL import Image
+
+from .engine import EngineConfig
+from .options import from_mapping, to_dict
+from .stages import Context, ProgressFn, get_stage
+
+ImageLike = Image.Image | str | os.PathLike
+
+
+def build_options(stage: str, values: dict[str, Any], *, where: str = "") -> Any:
+    """Validated options of `stage` from plain values (unknown keys are errors)."""
+    return from_mapping(get_stage(stage).Options, values, where=where or stage)
+
+
+def split_alpha(image: Image.Image) -> tuple[Image.Image, Image.Image | None]:
+    """RGB part and alpha ('L') of any PIL image; alpha is None when the image has none."""
+    if image.mode in ("RGBA", "LA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        return rgba.convert("RGB"), rgba.getchannel("A")
+    return (image if image.mode == "RGB" else image.convert("RGB")), None
+
+
+def join_alpha(rgb: Image.Image, alpha: Image.Image | None) -> Image.Image:
+    """Put alpha back, resized with Lanczos when the stage changed the size."""
+    if alpha is None:
+        return rgb
+    if alpha.size != rgb.size:
+        alpha = alpha.resize(rgb.size, Image.Resampling.LANCZOS)
+    out = rgb.convert("RGBA")
+    out.putalpha(alpha)
+    return out
+
+
+def apply_stage(stage: str, image: Image.Image, opts: Any, ctx: Context) -> Image.Image:
+    """Run one stage with the image convention applied: alpha aside, then restored."""
+    module = get_stage(stage)
+    rgb, alpha = split_alpha(image)
+    ctx.images.setdefault("original", rgb)
+    if alpha is not None:
+        ctx.images.setdefault("alpha", alpha)
+    out = module.run(rgb, opts, ctx)
+    ctx.record.setdefault("steps", []).append({"stage": stage, "options": to_dict(opts)})
+    return join_alpha(out, alpha)
+
+
+def _as_image(image: ImageLike) -> Image.Image:
+    if isinstance(image, Image.Image):
+        return image
+    from .image import load_image
+
+    loaded = load_image(image)
+    return join_alpha(loaded.image, loaded.alpha)
+
+
+class Enhancer:
+    """Upscale, inpaint, refine and colour-fix images with one set of models.
+
+    Parameters
+    ----------
+    model, controlnet, inpaint_model : str, optional
+        Hub id, local diffusers folder or single-file checkpoint; None picks the defaults.
+    device, dtype : str
+        "auto" picks cuda > mps > cpu and fp16 on CUDA, fp32 on CPU.
+    seed : int, optional
+        Default seed for every call; a call's own `seed=` wins.
+    progress : callable(label, done, total), optional
+        Called as work advances.
+    **engine_options
+        Further `EngineConfig` fields (offload, vae_tiling, allow_pickle, config...).
+    """
+
+    def __init__(
+        self,
+        model: str | None = None,
+        *,
+        controlnet: str | None = None,
+        inpaint_model: str | None = None,
+        device: str = "auto",
+        dtype: str = "auto",
+        seed: int | None = None,
+        progress: ProgressFn | None = None,
+        **engine_options: Any,
+    ) -> None:
+        self.config = EngineConfig(
+            model=model,
+            controlnet=controlnet,
+            inpaint_model=inpaint_model,
+            device=device,
+            dtype=dtype,
+            **engine_options,
+        )
+        self.seed = seed
+        self.progress = progress
+        self._engine = None
+        self.last_record: dict[str, Any] = {}
+
+    @property
+    def engine(self):
+        """The loaded models (built on first use)."""
+        if self._engine is None:
+            from .engine import Engine
+
+            self._engine = Engine(self.config)
+        return self._engine
+
+    def context(self, *, seed: int | None = None, images: dict[str, Image.Image] | None = None) -> Context:
+        """A fresh per-image context that shares this enhancer's engine."""
+        ctx = Context(engine_config=self.config, seed=self.seed if seed is None else seed)
+        if self.progress is not None:
+            ctx.progress = self.progress
+        ctx._engine = self._engine
+        ctx.images.update(images or {})
+        return ctx
+
+    def run(
+        self,
+        stage: str,
+        image: ImageLike,
+        *,
+        seed: int | None = None,
+        images: dict[str, ImageLike] | None = None,
+        **options: Any,
+    ) -> Image.Image:
+        """Run stage `stage` on `image` with `options` (validated before any model loads)."""
+        opts = build_options(stage, options)
+        ctx = self.context(seed=seed, images={k: _as_image(v) for k, v in (images or {}).items()})
+        out = apply_stage(stage, _as_image(image), opts, ctx)
+        if ctx._engine is not None:
+            self._engine = ctx._engine
+        self.last_record = ctx.record
+        return out
+
+    def img2img(self, image: ImageLike, **options: Any) -> Image.Image:
+        """Refine `image` at `strength` with `prompt`/`negative_prompt`."""
+        return self.run("img2img", image, **options)
+
+    def upscale(self, image: ImageLike, **options: Any) -> Image.Image:
+        """Generative tiled upscale (`scale` or `width`/`height`, `creativity`, `resemblance`...)."""
+        return self.run("upscale", image, **options)
+
+    def inpaint(self, image: ImageLike, mask: ImageLike, **options: Any) -> Image.Image:
+        """Repaint where `mask` is white; every other pixel stays bit-identical."""
+        return self.run("inpaint", image, images={"mask": mask}, **options)
+
+    def remove(self, image: ImageLike, mask: ImageLike, **options: Any) -> Image.Image:
+        """Remove the masked object (OpenCV fill, then an optional low-strength inpaint)."""
+        return self.run("remove", image, images={"mask": mask}, **options)
+
+    def colorfix(self, image: ImageLike, reference: ImageLike, **options: Any) -> Image.Image:
+        """Transfer the colours of `reference` onto `image` (`method` wavelet|lab|hist|adain)."""
+        return self.run("colorfix", image, images={"reference": reference}, **options)
+
+    def blend(self, image: ImageLike, original: ImageLike, **options: Any) -> Image.Image:
+        """Blend `image` over `original` (resampled to fit) at `opacity`."""
+        return self.run("blend", image, images={"original": original}, **options)
+
+    def denoise(self, image: ImageLike, **options: Any) -> Image.Image:
+        """Classical denoise (before upscaling: never upscale grain)."""
+        return self.run("denoise", image, **options)
+
+    def facefix(self, image: ImageLike, **options: Any) -> Image.Image:
+        """Detect faces and repaint them gently, keeping identity; the rest stays identical."""
+        return self.run("facefix", image, **options)

@@ -1,0 +1,164 @@
+"""Many inputs -> outputs: expansion, naming, skip-existing, collisions, per-item failures.
+
+A failing item is recorded and the rest go on; existing outputs are skipped unless `overwrite`,
+so a rerun resumes; an input is never an output.
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import SdenhanceError
+
+log = logging.getLogger("sdenhance")
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff"}
+_GLOB_CHARS = set("*?[")
+
+
+def expand_inputs(specs: Iterable[str | os.PathLike[str]]) -> list[Path]:
+    """Files, folders (their images, sorted) and globs -> unique paths in the order given."""
+    seen: dict[Path, None] = {}
+    for spec in specs:
+        text = os.fspath(spec)
+        path = Path(text)
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                raise SdenhanceError(f"folder {text} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        elif path.exists():
+            found = [path]
+        elif _GLOB_CHARS & set(text):
+            found = sorted(Path(p) for p in glob.glob(text) if Path(p).is_file())
+            if not found:
+                raise SdenhanceError(f"no files match {text}")
+        else:
+            raise SdenhanceError(f"input not found: {text}")
+        for p in found:
+            seen.setdefault(p, None)
+    return list(seen)
+
+
+@dataclass(frozen=True)
+class BatchItem:
+    input: Path
+    output: Path
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve() or (b.exists() and os.path.samefile(a, b))
+    except OSError:
+        return False
+
+
+def plan(
+    inputs: Sequence[Path],
+    output: str | None,
+    op: str,
+    *,
+    fields: Mapping[str, Any] | None = None,
+    suffix: str = ".png",
+) -> list[BatchItem]:
+    """Decide each input's output path.
+
+    `output` is None (beside the input as `{stem}_{op}.png`), a folder (existing, ending in '/',
+    or several inputs), a template with `{stem}`, `{op}`, `{scale}`, `{seed}`, `{index}`, or a
+    file path for a single input. Two inputs that would share an output get `_2`, `_3`... in
+    input order, so nothing is silently clobbered.
+    """
+    fields = dict(fields or {})
+    items: list[BatchItem] = []
+    taken: dict[Path, int] = {}
+    as_folder = output is not None and "{" not in output and (
+        output.endswith(("/", os.sep)) or Path(output).is_dir() or len(inputs) > 1
+    )
+    for index, src in enumerate(inputs):
+        values = {"stem": src.stem, "op": op, "index": index, "ext": suffix.lstrip("."), **fields}
+        if output is None:
+            dst = src.with_name(f"{src.stem}_{op}{suffix}")
+        elif "{" in output:
+            try:
+                dst = Path(output.format(**values))
+            except (KeyError, IndexError, ValueError) as exc:
+                allowed = ", ".join("{" + k + "}" for k in values)
+                raise SdenhanceError(f"bad output template {output!r} ({exc}); fields: {allowed}") from None
+            if not dst.suffix:
+                dst = dst.with_suffix(suffix)
+        elif as_folder:
+            dst = Path(output) / f"{src.stem}_{op}{suffix}"
+        else:
+            dst = Path(output)
+            if dst.suffix.lower() not in IMAGE_SUFFIXES:
+                raise SdenhanceError(
+                    f"output {output} has no image extension; use .png, .jpg, .webp or .tif"
+                )
+        key = Path(os.path.abspath(dst))
+        if key in taken:
+            taken[key] += 1
+            dst = dst.with_name(f"{dst.stem}_{taken[key]}{dst.suffix}")
+        else:
+            taken[key] = 1
+        items.append(BatchItem(src, dst))
+    for item in items:
+        for src in inputs:
+            if _same_file(src, item.output):
+                raise SdenhanceError(
+                    f"output {item.output} is an input file; inputs are never overwritten"
+                )
+    return items
+
+
+@dataclass
+class BatchSummary:
+    done: list[BatchItem] = field(default_factory=list)
+    skipped: list[BatchItem] = field(default_factory=list)
+    failed: list[tuple[BatchItem, str]] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        return 3 if self.failed else 0
+
+
+def run_batch(
+    items: Sequence[BatchItem],
+    process: Callable[[BatchItem], None],
+    *,
+    overwrite: bool = False,
+    on_item: Callable[[int, int, BatchItem], None] | None = None,
+) -> BatchSummary:
+    """Run `process` on each item; user errors and crashes of one item don't stop the others.
+
+    With a single item a user error propagates (exit 2: bad input, nothing written).
+    KeyboardInterrupt always propagates.
+    """
+    summary = BatchSummary()
+    for n, item in enumerate(items):
+        if on_item is not None:
+            on_item(n, len(items), item)
+        if item.output.exists() and not overwrite:
+            log.info("skip %s: %s exists (use --overwrite)", item.input, item.output)
+            summary.skipped.append(item)
+            continue
+        try:
+            process(item)
+        except SdenhanceError as exc:
+            if len(items) == 1:
+                raise
+            summary.failed.append((item, str(exc)))
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as exc:  # a crash on one file must not stop the batch
+            if len(items) == 1:
+                raise
+            log.debug("item %s failed", item.input, exc_info=True)
+            summary.failed.append((item, f"{type(exc).__name__}: {exc}"))
+        else:
+            summary.done.append(item)
+    return summary

@@ -1,0 +1,59 @@
+"""The `sdenhance` command line: a thin Typer layer over the API.
+
+One module per command group, merged into one flat app. User errors (`SdenhanceError`) become
+one line on stderr and exit 2; Ctrl-C exits 130; anything else keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+import typer
+from typer.core import TyperGroup
+
+from ..errors import SdenhanceError
+from .common import err_console
+
+
+class _Group(TyperGroup):
+    """Maps user errors to one line + exit 2 and interrupts to exit 130, for every command."""
+
+    def invoke(self, ctx: click.Context):  # type: ignore[override]
+        try:
+            return super().invoke(ctx)
+        except SdenhanceError as exc:
+            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            err_console.print("interrupted", highlight=False)
+            raise typer.Exit(130) from None
+
+
+app = typer.Typer(
+    cls=_Group,
+    name="sdenhance",
+    help="Generative upscaling, inpainting and colour-true post-processing with Stable Diffusion.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+
+
+def _register() -> None:
+    from . import color, generate, info, recipes  # noqa: F401  (each adds its commands)
+
+    for module in (generate, color, recipes, info):
+        app.add_typer(module.app)
+
+
+_register()
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except KeyboardInterrupt:  # raised outside a command (e.g. while importing torch)
+        sys.exit(130)

@@ -1,0 +1,93 @@
+"""Stages: one module per step, each `run(image, opts, ctx) -> image` with a frozen `Options`.
+
+Images in and out are RGB PIL images; alpha is kept aside by the caller (`sdenhance.api`) and
+restored afterwards. `ctx` carries the lazily built engine, the seed, progress and the logger;
+stages keep no state between calls.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Protocol
+
+from ..errors import SdenhanceError
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from ..engine import Engine, EngineConfig
+
+# stage name -> module; modules import torch lazily so options can be checked before any load
+STAGES: dict[str, str] = {
+    "img2img": "sdenhance.stages.img2img",
+    "upscale": "sdenhance.stages.tile_upscale",
+    "inpaint": "sdenhance.stages.inpaint",
+    "remove": "sdenhance.stages.remove",
+    "colorfix": "sdenhance.stages.colorfix",
+    "blend": "sdenhance.stages.blend",
+    "denoise": "sdenhance.stages.denoise",
+    "resize": "sdenhance.stages.resize",
+    "facefix": "sdenhance.stages.facefix",
+}
+
+ProgressFn = Callable[[str, int, int], None]
+
+
+def _no_progress(label: str, done: int, total: int) -> None:
+    return None
+
+
+class StageModule(Protocol):
+    Options: type
+
+    def run(self, image: Image.Image, opts: Any, ctx: Context) -> Image.Image: ...
+
+
+def get_stage(name: str) -> ModuleType:
+    """The module of stage `name`; an unknown name is a user error listing the known ones."""
+    try:
+        path = STAGES[name]
+    except KeyError:
+        raise SdenhanceError(
+            f"unknown stage `{name}`; known stages: {', '.join(sorted(STAGES))}"
+        ) from None
+    return importlib.import_module(path)
+
+
+@dataclass
+class Context:
+    """What a stage may use besides its image and options.
+
+    The engine is built on first use, so offline stages (Real-ESRGAN only, colour, remove) never
+    load a diffusion model. One context can serve a whole batch: models load once per process.
+    """
+
+    engine_config: EngineConfig | None = None
+    seed: int | None = None
+    progress: ProgressFn = _no_progress
+    log: logging.Logger = field(default_factory=lambda: logging.getLogger("sdenhance"))
+    _engine: Engine | None = field(default=None, repr=False)
+    # extra inputs by role: "original" (the run's input), "alpha", "mask", "reference"
+    images: dict[str, Image.Image] = field(default_factory=dict)
+    # what ran, for the output's metadata: filled by stages, read by the saver
+    record: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            from ..engine import Engine, EngineConfig
+
+            self._engine = Engine(self.engine_config or EngineConfig())
+        return self._engine
+
+    def resolve_seed(self) -> int:
+        """The seed for this image: the given one, or a fresh one that is then recorded."""
+        if self.seed is None:
+            self.seed = random.randrange(0, 2**32)
+        self.record["seed"] = self.seed
+        return self.seed
