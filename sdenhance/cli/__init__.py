@@ -42,9 +42,9 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from . import color, generate, info, recipes  # noqa: F401  (each adds its commands)
+    from . import color, facefix, img2img, info, inpaint, recipes, upscale
 
-    for module in (generate, color, recipes, info):
+    for module in (upscale, img2img, inpaint, facefix, color, recipes, info):
         app.add_typer(module.app)
 
 
