@@ -1,0 +1,59 @@
+"""Shared fixtures: an isolated, offline world and tiny random-weight models built once."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import skimage
+from PIL import Image
+
+SKIMAGE_DATA = Path(skimage.__file__).parent / "data"
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path_factory, monkeypatch):
+    """No network, an empty HF cache and no user config, for every test."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path_factory.getbasetemp() / "empty-hf-cache"))
+    monkeypatch.setenv("SDENHANCE_CONFIG", str(tmp_path_factory.getbasetemp() / "no-config.toml"))
+    monkeypatch.delenv("SDENHANCE_MODEL", raising=False)
+    monkeypatch.delenv("SDENHANCE_CONTROLNET", raising=False)
+    monkeypatch.delenv("SDENHANCE_INPAINT_MODEL", raising=False)
+    monkeypatch.setenv("SDENHANCE_CPU_DTYPE", "fp32")  # no micro-benchmark per test run
+
+
+@pytest.fixture(scope="session")
+def models(tmp_path_factory) -> dict[str, str]:
+    """Tiny models on disk: sd15/sdxl pipelines, their tile ControlNets, an sd15 inpainting model."""
+    from sdenhance import testing
+
+    root = tmp_path_factory.mktemp("models")
+    out = {}
+    for family in ("sd15", "sdxl"):
+        out[family] = str(testing.save_folder(root / family, family))
+        out[f"{family}-controlnet"] = str(testing.save_controlnet(root / f"{family}-controlnet", family))
+    out["sd15-inpaint"] = str(testing.save_folder(root / "sd15-inpaint", "sd15", inpaint=True))
+    return out
+
+
+@pytest.fixture
+def photo() -> Image.Image:
+    """A real photo (scikit-image's chelsea), cropped small for speed."""
+    return Image.open(SKIMAGE_DATA / "chelsea.png").convert("RGB").crop((100, 50, 196, 130))
+
+
+def photo_path(name: str) -> Path:
+    return SKIMAGE_DATA / name
+
+
+def random_image(w: int, h: int, seed: int = 0, mode: str = "RGB") -> Image.Image:
+    rng = np.random.default_rng(seed)
+    channels = {"RGB": 3, "RGBA": 4, "L": 1}[mode]
+    arr = (rng.random((h, w, channels)) * 255).astype(np.uint8)
+    return Image.fromarray(arr[:, :, 0] if channels == 1 else arr, mode)
+
+
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
