@@ -199,10 +199,10 @@ def _folder_info(folder: Path, role: str) -> tuple[str, bool, str]:
 
 def resolve(spec: str, *, role: str = "pipeline", allow_pickle: bool = False) -> ResolvedModel:
     """Find `spec` on disk or in the HF cache (downloading only when online); never loads weights."""
-    from . import checkpoints
-
     path = Path(os.path.expanduser(spec))
     if path.is_file():
+        from . import checkpoints
+
         suffix = path.suffix.lower()
         if checkpoints.is_pickle(path):  # by content: a renamed pickle is still a pickle
             if not allow_pickle:

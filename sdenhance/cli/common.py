@@ -166,3 +166,10 @@ def process_images(
 
 def stdin_is_tty() -> bool:
     return sys.stdin is not None and sys.stdin.isatty()
+
+
+def check_seed(seed: int | None) -> None:
+    from ..errors import SdenhanceError
+
+    if seed is not None and not 0 <= seed < 2**32:
+        raise SdenhanceError(f"`--seed` must be in [0, 2^32); got {seed}")

@@ -1,0 +1,149 @@
+"""Engine: model resolution in every layout, sharing, device/dtype, schedulers, clear errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from sdenhance import Enhancer, SdenhanceError, testing
+from sdenhance.cli import app
+from sdenhance.engine import SCHEDULERS, Engine, EngineConfig, make_scheduler, resolve
+
+
+def test_resolve_folder_families(models):
+    assert resolve(models["sd15"]).family == "sd15"
+    assert resolve(models["sdxl"]).family == "sdxl"
+    assert resolve(models["sd15-inpaint"]).inpaint is True
+    assert resolve(models["sd15"]).inpaint is False
+    cn = resolve(models["sdxl-controlnet"], role="controlnet")
+    assert (cn.family, cn.role) == ("sdxl", "controlnet")
+
+
+def test_folder_of_wrong_role_is_refused(models):
+    with pytest.raises(SdenhanceError, match="controlnet"):
+        resolve(models["sd15-controlnet"], role="pipeline")
+
+
+def test_missing_hub_model_offline_is_one_clear_error(tmp_path):
+    with pytest.raises(SdenhanceError) as err:
+        resolve("someone/not-here")
+    msg = str(err.value)
+    assert "someone/not-here" in msg and "HF_HUB_OFFLINE" in msg and "--model" in msg
+    assert "\n" not in msg
+
+
+def test_missing_local_file(tmp_path):
+    with pytest.raises(SdenhanceError, match="not found"):
+        resolve(str(tmp_path / "nope.safetensors"))
+
+
+def test_cli_missing_model_exits_2_with_one_line(tmp_path, photo):
+    src = tmp_path / "in.png"
+    photo.save(src)
+    result = CliRunner().invoke(app, ["img2img", str(src), "--model", "nobody/nothing", "--seed", "1"])
+    assert result.exit_code == 2, result.output
+    assert "nobody/nothing" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "in_img2img.png").exists()
+
+
+def test_hub_id_resolves_through_the_cache_offline(models, tmp_path, monkeypatch, photo):
+    cache = tmp_path / "hub"
+    testing.save_hub_cache(cache, "stable-diffusion-v1-5/stable-diffusion-v1-5", models["sd15"])
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    engine = Engine(EngineConfig())  # no model given: the SD 1.5 default, from the cache
+    assert engine.model.repo_id == "stable-diffusion-v1-5/stable-diffusion-v1-5"
+    assert engine.model.revision == "0" * 40
+    out = Enhancer(seed=3).img2img(photo.resize((64, 64)), strength=0.5, steps=2)
+    assert out.size == (64, 64)
+
+
+def test_components_are_loaded_once_and_shared(models):
+    engine = Engine(EngineConfig(model=models["sd15"], controlnet=models["sd15-controlnet"], device="cpu"))
+    base = engine.base
+    for pipe in (engine.img2img("euler-a"), engine.img2img("ddim"), engine.inpaint(), engine.controlnet_img2img()):
+        assert pipe.unet is base.unet and pipe.vae is base.vae and pipe.text_encoder is base.text_encoder
+    assert engine.img2img("euler-a") is engine.img2img("euler-a")
+    assert engine.img2img("euler-a").scheduler is not engine.img2img("ddim").scheduler
+    assert engine.controlnet_img2img().controlnet is engine.controlnet
+
+
+def test_sdxl_and_dedicated_inpaint_model(models):
+    engine = Engine(EngineConfig(model=models["sdxl"], controlnet=models["sdxl-controlnet"]))
+    assert type(engine.base).__name__ == "StableDiffusionXLImg2ImgPipeline"
+    assert type(engine.controlnet_img2img()).__name__ == "StableDiffusionXLControlNetImg2ImgPipeline"
+    sd = Engine(EngineConfig(model=models["sd15"], inpaint_model=models["sd15-inpaint"]))
+    assert sd.inpaint().unet.config.in_channels == 9
+    assert sd.base.unet.config.in_channels == 4
+
+
+def test_controlnet_of_other_family_is_refused(models):
+    engine = Engine(EngineConfig(model=models["sd15"], controlnet=models["sdxl-controlnet"]))
+    with pytest.raises(SdenhanceError, match="same family"):
+        engine.controlnet
+
+
+def test_inpainting_model_as_base_is_refused(models):
+    with pytest.raises(SdenhanceError, match="--inpaint-model"):
+        Engine(EngineConfig(model=models["sd15-inpaint"])).base
+
+
+@pytest.mark.parametrize("name", list(SCHEDULERS))
+def test_every_scheduler_builds(models, name):
+    engine = Engine(EngineConfig(model=models["sd15"]))
+    sched = make_scheduler(name, engine.base.scheduler.config)
+    sched.set_timesteps(4)
+    assert len(sched.timesteps) >= 4
+
+
+def test_bad_engine_options():
+    for cfg, word in [
+        (EngineConfig(device="tpu"), "--device"),
+        (EngineConfig(dtype="fp8"), "--dtype"),
+        (EngineConfig(device="cpu", offload="model"), "--offload"),
+    ]:
+        with pytest.raises(SdenhanceError, match=word):
+            Engine(cfg)
+    with pytest.raises(SdenhanceError, match="fp16"):
+        Engine(EngineConfig(device="cpu", dtype="fp16")).dtype
+
+
+def test_user_config_file_sets_the_default_model(models, tmp_path, monkeypatch):
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(f'model = "{models["sdxl"]}"\n')
+    monkeypatch.setenv("SDENHANCE_CONFIG", str(cfg))
+    assert Engine(EngineConfig()).family == "sdxl"
+    cfg.write_text('modle = "x"\n')
+    with pytest.raises(SdenhanceError, match="modle"):
+        Engine(EngineConfig()).model
+
+
+def test_doctor_report_lists_cached_models(models, tmp_path, monkeypatch):
+    from sdenhance.engine import doctor_report
+
+    cache = tmp_path / "hub"
+    testing.save_hub_cache(cache, "org/tiny", models["sdxl"])
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    report = doctor_report()
+    assert report["device"] == "cpu" and report["attention"] == "sdpa"
+    assert {"id": "org/tiny", "family": "sdxl", "role": "pipeline", "inpaint": False} in report["models"]
+    assert set(report["extras"]) == {"xformers", "controlnet_aux", "spandrel", "onnxruntime"}
+
+
+def test_shared_components_keep_their_dtype(models):
+    import torch
+
+    engine = Engine(EngineConfig(model=models["sd15"], dtype="bf16"))
+    engine.img2img("euler")
+    engine.inpaint()
+    assert engine.base.unet.dtype == torch.bfloat16 and engine.base.vae.dtype == torch.bfloat16
+
+
+def test_generator_is_seeded_on_cpu(models):
+    engine = Engine(EngineConfig(model=models["sd15"]))
+    a = engine.generator(7).initial_seed()
+    assert a == 7 and np.isclose(
+        float(__import__("torch").randn(1, generator=engine.generator(7))),
+        float(__import__("torch").randn(1, generator=engine.generator(7))),
+    )
