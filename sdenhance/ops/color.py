@@ -129,11 +129,11 @@ def wavelet_transfer(
     -------
     ndarray of the image's shape, float32 in [0, 1]
     """
+    _check_strength(strength)
     # float32: half the memory and time on big images, ample for 8- or 16-bit colours
     img, ref, w_img, w_ref, shape = _prepare(
         image, reference, mask, reference_mask, align=True, dtype=np.float32
     )
-    _check_strength(strength)
     low_img = wavelet_lowpass(img, levels=levels, weights=w_img)
     low_ref = wavelet_lowpass(ref, levels=levels, weights=w_ref)
     return _finish(img, img + (low_ref - low_img), w_img, strength, shape)
@@ -155,8 +155,8 @@ def adain_transfer(
     -------
     ndarray of the image's shape, float32 in [0, 1]
     """
-    img, ref, w_img, w_ref, shape = _prepare(image, reference, mask, reference_mask, align=False)
     _check_strength(strength)
+    img, ref, w_img, w_ref, shape = _prepare(image, reference, mask, reference_mask, align=False)
     return _finish(img, match_moments(img, ref, w_img, w_ref), w_img, strength, shape)
 
 
@@ -179,8 +179,8 @@ def lab_transfer(
     """
     from skimage.color import lab2rgb, rgb2lab
 
-    img, ref, w_img, w_ref, shape = _prepare(image, reference, mask, reference_mask, align=False)
     _check_strength(strength)
+    img, ref, w_img, w_ref, shape = _prepare(image, reference, mask, reference_mask, align=False)
     grey = img.shape[2] == 1
     lab_img = rgb2lab(np.repeat(img, 3, axis=2) if grey else img)
     lab_ref = rgb2lab(np.repeat(ref, 3, axis=2) if grey else ref)
@@ -214,8 +214,8 @@ def hist_transfer(
     -------
     ndarray of the image's shape, float32 in [0, 1]
     """
-    img, ref, w_img, w_ref, shape = _prepare(image, reference, mask, reference_mask, align=False)
     _check_strength(strength)
+    img, ref, w_img, w_ref, shape = _prepare(image, reference, mask, reference_mask, align=False)
     out = np.empty_like(img)
     for c in range(img.shape[2]):
         out[..., c] = _match_cdf(img[..., c], ref[..., c], w_img, w_ref)
