@@ -551,3 +551,21 @@ def test_colour_stages_import_without_torch():
         "sdenhance.ops.color, sdenhance.ops.metrics; assert 'torch' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_enhancer_api_runs_the_colour_stages_offline():
+    from sdenhance import Enhancer
+
+    photo = _photo()
+    diffused = from_array(diffuse(to_array(photo).astype(np.float64))[0])
+    enhancer = Enhancer()
+    fixed = enhancer.colorfix(diffused, photo, method="adain")
+    assert delta_e(to_array(fixed), to_array(photo)) < 0.5 * delta_e(
+        to_array(diffused), to_array(photo)
+    )
+    assert enhancer.blend(diffused, photo.resize((40, 30)), opacity=0.5).size == diffused.size
+    assert enhancer.denoise(diffused, strength=0.1).size == diffused.size
+    assert enhancer.last_record["steps"][-1] == {
+        "stage": "denoise",
+        "options": {"strength": 0.1, "method": "nlmeans"},
+    }
