@@ -1,7 +1,85 @@
-"""Commands of this group (filled in as the stages land)."""
+"""`sdenhance info`: what an image is and how it was made."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
 
+from .common import out_console
+
 app = typer.Typer()
+
+
+def _print(text: str) -> None:
+    # prompts hold "[...]" and ":name:" that Rich would read as markup or emoji codes
+    out_console.print(text, markup=False, emoji=False, highlight=False, soft_wrap=True)
+
+
+@app.command()
+def info(
+    image: Annotated[
+        Path, typer.Argument(help="Image file (PNG, JPEG, WebP or TIFF).", show_default=False)
+    ],
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object instead of text.")
+    ] = False,
+) -> None:
+    """Show an image's size, mode, format, alpha, notes and generation metadata
+    (prompt, A1111 parameters, ComfyUI graph, Midjourney parameters, sdenhance record)."""
+    from ..image import load_image
+
+    loaded = load_image(image)
+    meta = loaded.metadata
+    width, height = loaded.size
+    summary: dict[str, Any] = {
+        "path": str(loaded.path),
+        "format": loaded.format,
+        "width": width,
+        "height": height,
+        "mode": loaded.source_mode,
+        "alpha": loaded.alpha is not None,
+        "notes": loaded.notes,
+        **meta.to_dict(),
+    }
+    if as_json:
+        _print(json.dumps(summary, ensure_ascii=False, default=str))
+        return
+
+    _print(f"path:     {loaded.path}")
+    _print(f"format:   {loaded.format}")
+    _print(f"size:     {width}x{height}")
+    _print(f"mode:     {loaded.source_mode}")
+    _print(f"alpha:    {'yes' if loaded.alpha is not None else 'no'}")
+    for note in loaded.notes:
+        _print(f"note:     {note}")
+    if meta.source:
+        _print(f"metadata: {meta.source}")
+    if meta.prompt:
+        _print(f"prompt:   {meta.prompt}")
+    if meta.negative_prompt:
+        _print(f"negative prompt: {meta.negative_prompt}")
+    if meta.parameters:
+        _print("parameters:")
+        for key, value in meta.parameters.items():
+            if key not in ("Prompt", "Negative prompt"):
+                _print(f"  {key}: {value}")
+    if meta.midjourney and meta.midjourney.get("params"):
+        _print("midjourney parameters:")
+        for key, value in meta.midjourney["params"].items():
+            _print(f"  --{key} {value}".rstrip())
+    if meta.comfy_prompt or meta.comfy_workflow:
+        parts = [
+            name
+            for name, value in (("prompt", meta.comfy_prompt), ("workflow", meta.comfy_workflow))
+            if value
+        ]
+        _print(f"comfyui:  {' and '.join(parts)} graph present (see --json)")
+    if meta.sdenhance:
+        _print("sdenhance record:")
+        for line in json.dumps(
+            meta.sdenhance, indent=2, ensure_ascii=False, default=str
+        ).splitlines():
+            _print(f"  {line}")
