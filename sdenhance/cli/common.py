@@ -173,3 +173,17 @@ def check_seed(seed: int | None) -> None:
 
     if seed is not None and not 0 <= seed < 2**32:
         raise SdenhanceError(f"`--seed` must be in [0, 2^32); got {seed}")
+
+
+def with_preset(name: str | None, values: dict[str, Any]) -> dict[str, Any]:
+    """Preset defaults under the flags the user gave (flags win)."""
+    if not name:
+        return values
+    from ..presets import load_preset
+
+    return {**load_preset(name).defaults(), **values}
+
+
+def use_input_prompt(loaded: Any, opts: Any, ctx: Context) -> None:
+    """Placeholder until input metadata prompts are offered as defaults (see presets/recipes)."""
+    return None

@@ -1,0 +1,419 @@
+"""Generative upscale: pre-upscale, then ControlNet-tile img2img over the whole image in tiles.
+
+Each step denoises every tile of one latent canvas (tiles batched), merges the noise
+predictions with feathered weights that sum to one, and takes ONE scheduler step on the whole
+canvas: the tiles never drift apart, so no seam forms and no seam-fix pass is needed. The VAE
+runs tiled in both directions with overlapping, blended tiles; the result is colour-fixed
+against the pre-upscale (removing VAE and ControlNet tone drift) and optionally blended with it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from PIL import Image
+
+from ..engine import DEFAULT_SCHEDULER, SCHEDULERS
+from ..errors import SdenhanceError
+from ..image import from_array, to_array
+from ..ops import tiling
+from ..ops.color import METHODS as COLOR_METHODS
+from ..options import option
+from ..stages import Context
+from .img2img import DEFAULT_NEGATIVE, effective_steps
+
+if TYPE_CHECKING:
+    import torch
+
+log = logging.getLogger("sdenhance")
+
+LATENT_FACTOR = 8
+MAX_OUTPUT_PIXELS = 400_000_000  # 20000×20000: beyond this, memory for the buffers alone is huge
+
+
+@dataclass(frozen=True)
+class Options:
+    scale: float = option(2.0, "Upscale factor (≥ 1); ignored when width/height are given.", ge=1.0, le=32.0)
+    width: int | None = option(None, "Exact output width in px (height follows the aspect unless given).", ge=1)
+    height: int | None = option(None, "Exact output height in px (width follows the aspect unless given).", ge=1)
+    prompt: str = option("", "What the image shows; guides the new detail in every tile.")
+    negative_prompt: str = option(DEFAULT_NEGATIVE, "What to steer away from.")
+    creativity: float = option(0.35, "Denoising strength: 0 = pre-upscaler only; portraits 0.2–0.4, landscapes 0.5–0.7.", ge=0.0, le=1.0)
+    resemblance: float = option(0.6, "ControlNet-tile conditioning scale: higher keeps closer to the input.", ge=0.0, le=2.0)
+    steps: int = option(20, "Sampler steps of the full schedule (creativity × steps run).", ge=1, le=500)
+    guidance: float = option(6.0, "Classifier-free guidance scale (1 disables it).", ge=0.0, le=30.0)
+    scheduler: str = option(DEFAULT_SCHEDULER, "Sampler.", choices=tuple(SCHEDULERS))
+    upscaler: str = option("realesrgan-x4plus", "Pre-upscaler: realesrgan-x4plus, realesrgan-x4plus-anime, lanczos, bicubic or a model path.")
+    tile: int | None = option(None, "Largest tile in output px, a multiple of 8 and ≥ 64; default: the model's native size (512 SD 1.5, 1024 SDXL).", ge=64, multiple_of=8)
+    overlap: int = option(64, "Minimum tile overlap in output px, a multiple of 8, smaller than the tile.", ge=0, multiple_of=8)
+    tile_batch: int = option(4, "Tiles per model call (more is faster on a GPU, uses more memory).", ge=1, le=64)
+    vae_tile: int = option(512, "VAE tile in output px (a multiple of 64); smaller uses less memory.", ge=128, multiple_of=64)
+    color_fix: str = option("wavelet", "Colour fix against the pre-upscale: wavelet, lab, hist, adain or none.", choices=tuple(COLOR_METHODS))
+    blend: float = option(1.0, "Opacity of the generated result over the pre-upscale (lower restores texture, cures plastic skin).", ge=0.0, le=1.0)
+
+    def check(self) -> None:
+        tile = self.tile or 512
+        if self.overlap >= tile:
+            raise SdenhanceError(f"`overlap` must be smaller than `tile` ({tile}); got {self.overlap}")
+
+
+def target_size(size: tuple[int, int], opts: Options) -> tuple[int, int]:
+    """Output size from `scale` or `width`/`height` (the missing side keeps the aspect)."""
+    w, h = size
+    if opts.width and opts.height:
+        out = (opts.width, opts.height)
+    elif opts.width:
+        out = (opts.width, max(1, round(h * opts.width / w)))
+    elif opts.height:
+        out = (max(1, round(w * opts.height / h)), opts.height)
+    else:
+        out = (max(1, round(w * opts.scale)), max(1, round(h * opts.scale)))
+    if out[0] * out[1] > MAX_OUTPUT_PIXELS:
+        raise SdenhanceError(
+            f"output {out[0]}×{out[1]} is over the limit of {MAX_OUTPUT_PIXELS // 1_000_000} MP; use a smaller scale"
+        )
+    if out[0] < w or out[1] < h:
+        raise SdenhanceError(f"output {out[0]}×{out[1]} is smaller than the input {w}×{h}; upscale only grows images")
+    return out
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The work of one upscale, known before any model loads."""
+
+    size_in: tuple[int, int]
+    size_out: tuple[int, int]
+    canvas: tuple[int, int]  # padded to a multiple of 8
+    tiles: list[tiling.Tile]  # in latent units
+    denoise_steps: int
+    tile_batch: int
+
+    @property
+    def evaluations(self) -> int:
+        """UNet (+ControlNet) forward passes, CFG pairs counted once."""
+        return self.denoise_steps * len(self.tiles)
+
+    def describe(self) -> str:
+        t = self.tiles[0]
+        return (
+            f"{self.size_in[0]}×{self.size_in[1]} → {self.size_out[0]}×{self.size_out[1]}: "
+            f"{len(self.tiles)} tile(s) of {t.width * LATENT_FACTOR}×{t.height * LATENT_FACTOR}, "
+            f"{self.denoise_steps} step(s), {self.evaluations} model evaluations"
+        )
+
+
+def plan(size_in: tuple[int, int], opts: Options, native: int = 512) -> Plan:
+    """Tile grid and step count for an upscale (pure: used for the plan line and benchmarks)."""
+    out = target_size(size_in, opts)
+    canvas = (math.ceil(out[0] / 8) * 8, math.ceil(out[1] / 8) * 8)
+    lw, lh = canvas[0] // LATENT_FACTOR, canvas[1] // LATENT_FACTOR
+    max_tile = (opts.tile or native) // LATENT_FACTOR
+    overlap = opts.overlap // LATENT_FACTOR
+    tw = tiling.fit_tile(lw, max_tile, overlap)
+    th = tiling.fit_tile(lh, max_tile, overlap)
+    tiles = tiling.tile_grid(lw, lh, tw, th, overlap)
+    steps = 0
+    if opts.creativity > 0:
+        steps = int(effective_steps(opts.steps, opts.creativity) * opts.creativity)
+    return Plan(size_in, out, canvas, tiles, steps, opts.tile_batch)
+
+
+# ---------------------------------------------------------------------------------------------
+# the tiled denoising core: model-agnostic, so seam-freedom is testable with a stand-in
+
+
+PredictFn = Callable[["torch.Tensor", Sequence[tiling.Tile], Any], "torch.Tensor"]
+
+
+def edge_margin(overlap: int) -> int:
+    """Pixels at each inner tile edge whose predictions get zero weight (a quarter of the overlap).
+
+    Those pixels saw zero padding instead of their neighbours; leaving them out makes the merge
+    exact for any denoiser whose per-step receptive radius fits in the margin.
+    """
+    return overlap // 4
+
+
+def tile_weights(
+    tiles: Sequence[tiling.Tile], width: int, height: int, overlap: int, margin: int | None = None
+) -> list[np.ndarray]:
+    """Feather weights per tile, zero within `margin` of inner edges, summing to one everywhere."""
+    margin = edge_margin(overlap) if margin is None else margin
+    raw = []
+    for t in tiles:
+        w = tiling.blend_weights(t, width, height, overlap).astype(np.float64)
+        if margin:
+            if t.x0 > 0:
+                w[:, :margin] = 0
+            if t.x1 < width:
+                w[:, w.shape[1] - margin :] = 0
+            if t.y0 > 0:
+                w[:margin, :] = 0
+            if t.y1 < height:
+                w[w.shape[0] - margin :, :] = 0
+        raw.append(w)
+    total = np.zeros((height, width), np.float64)
+    for t, w in zip(tiles, raw, strict=True):
+        total[t.slices] += w
+    if (total <= 0).any():
+        raise SdenhanceError(f"tile overlap {overlap} is too small for a blend margin of {margin}")
+    return [(w / total[t.slices]).astype(np.float32) for t, w in zip(tiles, raw, strict=True)]
+
+
+def merge_predictions(
+    latents: torch.Tensor,
+    tiles: Sequence[tiling.Tile],
+    weights: Sequence[torch.Tensor],
+    predict: PredictFn,
+    t: Any,
+    batch: int,
+) -> torch.Tensor:
+    """Predict every tile (in batches of same-size tiles) and merge into one canvas tensor."""
+    import torch
+
+    out = torch.zeros_like(latents)
+    for start in range(0, len(tiles), batch):
+        group = tiles[start : start + batch]
+        crops = torch.cat([latents[:, :, tl.y0 : tl.y1, tl.x0 : tl.x1] for tl in group])
+        pred = predict(crops, group, t).to(out.device, out.dtype)
+        for i, tl in enumerate(group):
+            out[:, :, tl.y0 : tl.y1, tl.x0 : tl.x1] += pred[i : i + 1] * weights[start + i]
+    return out
+
+
+def tiled_denoise(
+    latents: torch.Tensor,
+    scheduler: Any,
+    timesteps: Sequence[Any],
+    tiles: Sequence[tiling.Tile],
+    overlap: int,
+    predict: PredictFn,
+    *,
+    batch: int = 4,
+    progress: Callable[[int, int], None] | None = None,
+    generator: Any = None,
+) -> torch.Tensor:
+    """Denoise one latent canvas: per step, merged tile predictions, one scheduler step."""
+    import torch
+
+    _, _, h, w = latents.shape
+    weights = [torch.from_numpy(x).to(latents.device, latents.dtype) for x in tile_weights(tiles, w, h, overlap)]
+    for i, t in enumerate(timesteps):
+        model_in = scheduler.scale_model_input(latents, t)
+        noise = merge_predictions(model_in, tiles, weights, predict, t, batch)
+        latents = scheduler.step(noise, t, latents, generator=generator, return_dict=False)[0]
+        if progress is not None:
+            progress(i + 1, len(timesteps))
+    return latents
+
+
+# ---------------------------------------------------------------------------------------------
+# tiled VAE
+
+
+def _vae_tiles(width: int, height: int, tile: int, overlap: int) -> list[tiling.Tile]:
+    tw = tiling.fit_tile(width, tile, overlap)
+    th = tiling.fit_tile(height, tile, overlap)
+    return tiling.tile_grid(width, height, tw, th, overlap)
+
+
+def vae_encode(vae: Any, image: np.ndarray, *, tile: int, overlap: int = 64, device=None, dtype=None) -> torch.Tensor:
+    """Encode (H, W, 3) [0,1] to scaled latents in overlapping tiles, blended smoothly.
+
+    The encoder's receptive field is cut at tile borders; the blend over a wide overlap turns
+    any difference into a smooth ramp (no tone step), and the final colour fix removes the rest.
+    """
+    import torch
+
+    h, w = image.shape[:2]
+    lh, lw = h // LATENT_FACTOR, w // LATENT_FACTOR
+    lat_tiles = _vae_tiles(lw, lh, tile // LATENT_FACTOR, overlap // LATENT_FACTOR)
+    weights = tile_weights(lat_tiles, lw, lh, overlap // LATENT_FACTOR)
+    channels = vae.config.latent_channels
+    out = torch.zeros((1, channels, lh, lw), dtype=torch.float32)
+    scaling = vae.config.scaling_factor
+    shift = getattr(vae.config, "shift_factor", None) or 0.0
+    with torch.no_grad():
+        for tl, wgt in zip(lat_tiles, weights, strict=True):
+            f = LATENT_FACTOR
+            crop = image[tl.y0 * f : tl.y1 * f, tl.x0 * f : tl.x1 * f]
+            x = torch.from_numpy(np.ascontiguousarray(crop.transpose(2, 0, 1)))[None] * 2.0 - 1.0
+            lat = vae.encode(x.to(device, dtype)).latent_dist.mode()
+            lat = ((lat - shift) * scaling).float().cpu()
+            out[:, :, tl.y0 : tl.y1, tl.x0 : tl.x1] += lat * torch.from_numpy(wgt)
+    return out
+
+
+def vae_decode(vae: Any, latents: torch.Tensor, *, tile: int, overlap: int = 64, device=None, dtype=None) -> np.ndarray:
+    """Decode scaled latents to (H, W, 3) [0,1] in overlapping tiles blended in pixel space."""
+    import torch
+
+    _, _, lh, lw = latents.shape
+    f = LATENT_FACTOR
+    lat_tiles = _vae_tiles(lw, lh, tile // f, overlap // f)
+    px_tiles = [tiling.Tile(t.x0 * f, t.y0 * f, t.x1 * f, t.y1 * f) for t in lat_tiles]
+    weights = tile_weights(px_tiles, lw * f, lh * f, overlap)
+    out = np.zeros((lh * f, lw * f, 3), np.float32)
+    scaling = vae.config.scaling_factor
+    shift = getattr(vae.config, "shift_factor", None) or 0.0
+    with torch.no_grad():
+        for tl, pt, wgt in zip(lat_tiles, px_tiles, weights, strict=True):
+            z = latents[:, :, tl.y0 : tl.y1, tl.x0 : tl.x1] / scaling + shift
+            x = vae.decode(z.to(device, dtype), return_dict=False)[0]
+            x = ((x.float().cpu()[0] + 1.0) / 2.0).clamp(0, 1).numpy().transpose(1, 2, 0)
+            if not np.isfinite(x).all():
+                raise SdenhanceError(
+                    "the VAE produced NaNs (fp16 overflow)",
+                    hint="use --dtype fp32 or bf16, or an fp16-safe VAE",
+                )
+            out[pt.slices] += x * wgt[:, :, None]
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# the stage
+
+
+def _conditioning(engine: Any, opts: Options, guidance: bool) -> dict[str, Any]:
+    """Prompt embeddings once per image (CFG pairs as [uncond, cond])."""
+    import torch
+
+    pipe = engine.controlnet_img2img(None)
+    device = engine.device
+    if engine.family == "sdxl":
+        pe, npe, pooled, npooled = pipe.encode_prompt(
+            prompt=opts.prompt, device=device, num_images_per_prompt=1,
+            do_classifier_free_guidance=guidance, negative_prompt=opts.negative_prompt or None,
+        )
+        if guidance:
+            pe, pooled = torch.cat([npe, pe]), torch.cat([npooled, pooled])
+        return {"prompt_embeds": pe, "pooled": pooled}
+    pe, npe = pipe.encode_prompt(opts.prompt, device, 1, guidance, opts.negative_prompt or None)
+    return {"prompt_embeds": torch.cat([npe, pe]) if guidance else pe}
+
+
+def _make_predict(engine: Any, opts: Options, control: np.ndarray, tiles_px: int, cond: dict[str, Any]) -> PredictFn:
+    """The model call for a batch of latent tiles: ControlNet-tile + UNet with CFG."""
+    import torch
+
+    unet, controlnet = engine.base.unet, engine.controlnet
+    device, dtype = engine.device, engine.dtype
+    guidance = opts.guidance > 1.0
+    reps = 2 if guidance else 1
+    f = LATENT_FACTOR
+
+    def predict(crops: torch.Tensor, group: Sequence[tiling.Tile], t: Any) -> torch.Tensor:
+        n = crops.shape[0]
+        x = torch.cat([crops] * reps).to(device, dtype)
+        ctrl = np.stack([control[tl.y0 * f : tl.y1 * f, tl.x0 * f : tl.x1 * f] for tl in group])
+        ctrl_t = torch.from_numpy(ctrl.transpose(0, 3, 1, 2).copy()).to(device, dtype)
+        ctrl_t = torch.cat([ctrl_t] * reps)
+        emb = cond["prompt_embeds"].repeat_interleave(n, dim=0)
+        kwargs: dict[str, Any] = {}
+        if "pooled" in cond:
+            th, tw = group[0].height * f, group[0].width * f
+            time_ids = torch.tensor([[th, tw, 0, 0, th, tw]], device=device, dtype=dtype)
+            kwargs["added_cond_kwargs"] = {
+                "text_embeds": cond["pooled"].repeat_interleave(n, dim=0),
+                "time_ids": time_ids.repeat(n * reps, 1),
+            }
+        with torch.no_grad():
+            down, mid = controlnet(
+                x, t, encoder_hidden_states=emb, controlnet_cond=ctrl_t,
+                conditioning_scale=opts.resemblance, return_dict=False, **kwargs,
+            )
+            eps = unet(
+                x, t, encoder_hidden_states=emb, down_block_additional_residuals=down,
+                mid_block_additional_residual=mid, return_dict=False, **kwargs,
+            )[0]
+        if guidance:
+            uncond, text = eps.chunk(2)
+            eps = uncond + opts.guidance * (text - uncond)
+        return eps.float()
+
+    return predict
+
+
+def pre_upscale(image: Image.Image, size: tuple[int, int], opts: Options, ctx: Context) -> Image.Image:
+    from .. import upscalers
+
+    return upscalers.upscale(
+        image, size=size, upscaler=opts.upscaler,
+        progress=lambda label, done, total: ctx.progress(f"pre-upscale {label}", done, total),
+    )
+
+
+def run(image: Image.Image, opts: Options, ctx: Context) -> Image.Image:
+    # 1. check inputs and plan the work (before any model loads)
+    size_out = target_size(image.size, opts)
+    if opts.creativity == 0:
+        # 2a. the pre-upscaler alone: offline, no diffusion model
+        ctx.record.update(size_in=list(image.size), size_out=list(size_out))
+        return pre_upscale(image, size_out, opts, ctx)
+    engine = ctx.engine
+    work = plan(image.size, opts, engine.native_resolution)
+    log.info("plan: %s", work.describe())
+    started = time.perf_counter()
+
+    # 2. pre-upscale to the target, then pad to the latent grid
+    up = pre_upscale(image, size_out, opts, ctx)
+    up_arr = to_array(up)
+    cw, ch = work.canvas
+    canvas = np.pad(up_arr, ((0, ch - up_arr.shape[0]), (0, cw - up_arr.shape[1]), (0, 0)), mode="edge")
+
+    # 3. encode the whole canvas with the tiled VAE
+    import torch
+
+    from ..engine import make_scheduler
+
+    vae = engine.base.vae
+    vae_tile = min(opts.vae_tile, max(cw, ch))
+    vae_tile = max(64, vae_tile - vae_tile % 64)
+    ctx.progress("encode", 0, 1)
+    init = vae_encode(vae, canvas, tile=vae_tile, device=engine.device, dtype=engine.dtype)
+
+    # 4. schedule and noise: img2img starts part-way down the schedule
+    scheduler = make_scheduler(opts.scheduler, engine.base.scheduler.config)
+    steps = effective_steps(opts.steps, opts.creativity)
+    scheduler.set_timesteps(steps)
+    start = steps - int(steps * opts.creativity)
+    timesteps = scheduler.timesteps[start * scheduler.order :]
+    if hasattr(scheduler, "set_begin_index"):
+        scheduler.set_begin_index(start * scheduler.order)
+    seed = ctx.resolve_seed()
+    generator = engine.generator(seed)
+    noise = torch.randn(init.shape, generator=generator, dtype=torch.float32)
+    latents = scheduler.add_noise(init, noise, timesteps[:1]).to(engine.device)
+
+    # 5. denoise all tiles together each step
+    cond = _conditioning(engine, opts, opts.guidance > 1.0)
+    predict = _make_predict(engine, opts, canvas, opts.tile or engine.native_resolution, cond)
+    n_tiles = len(work.tiles)
+    latents = tiled_denoise(
+        latents, scheduler, timesteps, work.tiles, opts.overlap // LATENT_FACTOR, predict,
+        batch=opts.tile_batch, generator=generator,
+        progress=lambda done, total: ctx.progress(f"denoise ({n_tiles} tiles)", done, total),
+    )
+
+    # 6. decode, crop, colour-fix against the pre-upscale, blend
+    ctx.progress("decode", 0, 1)
+    out = vae_decode(vae, latents.cpu(), tile=vae_tile, device=engine.device, dtype=engine.dtype)
+    out = out[: size_out[1], : size_out[0]]
+    if opts.color_fix != "none":
+        from ..ops.color import color_transfer
+
+        out = color_transfer(out, up_arr, opts.color_fix)
+    if opts.blend < 1.0:
+        out = opts.blend * out + (1.0 - opts.blend) * up_arr
+    ctx.record.update(
+        prompt=opts.prompt, negative_prompt=opts.negative_prompt, models=engine.describe(),
+        size_in=list(image.size), size_out=list(size_out), tiles=n_tiles,
+        seconds=round(time.perf_counter() - started, 2),
+    )
+    return from_array(out)
