@@ -81,12 +81,12 @@ def test_sdxl_and_dedicated_inpaint_model(models):
 def test_controlnet_of_other_family_is_refused(models):
     engine = Engine(EngineConfig(model=models["sd15"], controlnet=models["sdxl-controlnet"]))
     with pytest.raises(SdenhanceError, match="same family"):
-        engine.controlnet
+        _ = engine.controlnet
 
 
 def test_inpainting_model_as_base_is_refused(models):
     with pytest.raises(SdenhanceError, match="--inpaint-model"):
-        Engine(EngineConfig(model=models["sd15-inpaint"])).base
+        _ = Engine(EngineConfig(model=models["sd15-inpaint"])).base
 
 
 @pytest.mark.parametrize("name", list(SCHEDULERS))
@@ -106,7 +106,7 @@ def test_bad_engine_options():
         with pytest.raises(SdenhanceError, match=word):
             Engine(cfg)
     with pytest.raises(SdenhanceError, match="fp16"):
-        Engine(EngineConfig(device="cpu", dtype="fp16")).dtype
+        _ = Engine(EngineConfig(device="cpu", dtype="fp16")).dtype
 
 
 def test_user_config_file_sets_the_default_model(models, tmp_path, monkeypatch):
@@ -116,7 +116,7 @@ def test_user_config_file_sets_the_default_model(models, tmp_path, monkeypatch):
     assert Engine(EngineConfig()).family == "sdxl"
     cfg.write_text('modle = "x"\n')
     with pytest.raises(SdenhanceError, match="modle"):
-        Engine(EngineConfig()).model
+        _ = Engine(EngineConfig()).model
 
 
 def test_doctor_report_lists_cached_models(models, tmp_path, monkeypatch):
