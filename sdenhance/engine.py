@@ -155,15 +155,16 @@ class ResolvedModel:
     repo_id: str | None = None
     revision: str | None = None
 
-    def describe(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"spec": self.spec, "family": self.family}
-        if self.repo_id:
-            out["repo_id"] = self.repo_id
-            out["revision"] = self.revision
+    def describe(self, role: str) -> dict[str, Any]:
+        """Flat metadata entries: `{role}`, `{role}_hash` (single files: A1111's short SHA-256),
+        `{role}_family`, `{role}_revision` (hub snapshots)."""
+        out: dict[str, Any] = {role: self.repo_id or self.spec, f"{role}_family": self.family}
+        if self.revision:
+            out[f"{role}_revision"] = self.revision
         if self.kind == "single_file":
             from .checkpoints import short_hash
 
-            out["hash"] = short_hash(self.path)
+            out[f"{role}_hash"] = short_hash(self.path)
         return out
 
 
@@ -390,7 +391,7 @@ class Engine:
         """Model ids and hashes for the output's metadata (only what has been loaded)."""
         out: dict[str, Any] = {}
         for role, resolved in self._resolved.items():
-            out[role] = resolved.describe()
+            out.update(resolved.describe(role))
         out["device"] = str(self.device)
         out["dtype"] = str(self.dtype).replace("torch.", "")
         return out

@@ -24,16 +24,13 @@ from PIL.PngImagePlugin import PngInfo
 
 from sdenhance import __version__
 from sdenhance.errors import SdenhanceError
-from sdenhance.image import (
-    DEFAULT_MAX_PIXELS,
+from sdenhance.image import DEFAULT_MAX_PIXELS, load_image, read_metadata, save_image
+from sdenhance.metadata import (
     ImageMetadata,
     format_infotext,
     infotext_fields,
-    load_image,
     parse_infotext,
     parse_midjourney,
-    read_metadata,
-    save_image,
 )
 
 DATA = Path(skimage.__file__).parent / "data"
