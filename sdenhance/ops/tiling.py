@@ -1,0 +1,256 @@
+"""Tile grids and seam-free merging, shared by the GAN upscaler and the tiled diffusion stage.
+
+Everything here is pure integer/numpy maths on pixel (or latent) coordinates:
+
+- `spans` / `tile_grid`: full-size tiles that cover an axis, first at 0, last ending at the
+  edge, starts spread evenly, so every overlap is at least the requested one and no partial
+  tile is evaluated.
+- `fit_tile`: the smallest tile that keeps the tile count, so the grid just covers the image.
+- `blend_weights` / `merge_tiles`: smooth feathering over the overlap, normalised to sum to one
+  at every pixel, for any value range and any trailing channel count (pixels or latents).
+- `shifted_grid`: an alternative whose seams move between diffusion steps.
+
+Tiles are half-open boxes `[x0, x1) × [y0, y1)`; arrays are (H, W) or (H, W, C).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import SdenhanceError
+
+__all__ = [
+    "Tile",
+    "blend_weights",
+    "fit_tile",
+    "merge_tiles",
+    "shifted_grid",
+    "shifted_spans",
+    "spans",
+    "tile_grid",
+    "weight_sum",
+]
+
+
+@dataclass(frozen=True)
+class Tile:
+    """A half-open box `[x0, x1) × [y0, y1)` in image (or latent) coordinates."""
+
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+
+    @property
+    def width(self) -> int:
+        return self.x1 - self.x0
+
+    @property
+    def height(self) -> int:
+        return self.y1 - self.y0
+
+    @property
+    def slices(self) -> tuple[slice, slice]:
+        """`(rows, cols)` so that `array[tile.slices]` is the tile's patch."""
+        return slice(self.y0, self.y1), slice(self.x0, self.x1)
+
+
+def _check_int(name: str, value: int, *, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise SdenhanceError(f"`{name}` must be an integer ≥ {minimum}; got {value!r}")
+    if value < minimum:
+        raise SdenhanceError(f"`{name}` must be ≥ {minimum}; got {value!r}")
+
+
+def _check_tile_overlap(tile: int, overlap: int, *, tile_name: str = "tile") -> None:
+    _check_int(tile_name, tile, minimum=1)
+    _check_int("overlap", overlap, minimum=0)
+    if overlap >= tile:
+        raise SdenhanceError(f"`overlap` must be ≥ 0 and < `{tile_name}` ({tile}); got {overlap}")
+
+
+def _count(size: int, tile: int, overlap: int) -> int:
+    """Number of tiles `spans` uses (ceil((size - overlap) / (tile - overlap)), at least 1)."""
+    if size <= tile:
+        return 1
+    return -(-(size - overlap) // (tile - overlap))
+
+
+def spans(size: int, tile: int, overlap: int) -> list[tuple[int, int]]:
+    """Half-open 1-D spans of length `tile` covering `[0, size)` with overlaps ≥ `overlap`.
+
+    One span `(0, size)` when the axis fits in one tile. Otherwise the fewest full-length tiles
+    that keep every overlap ≥ `overlap`: the first starts at 0, the last ends at `size`, and the
+    starts in between are spread as evenly as integers allow (steps differ by at most 1), so the
+    surplus overlap is shared out instead of piling up in one partial last tile.
+    """
+    _check_int("size", size, minimum=1)
+    _check_tile_overlap(tile, overlap)
+    n = _count(size, tile, overlap)
+    if n == 1:
+        return [(0, size)]
+    free = size - tile  # where the last tile starts
+    # round(i * free / (n - 1)) in exact integer arithmetic (halves round up)
+    starts = [(2 * i * free + (n - 1)) // (2 * (n - 1)) for i in range(n)]
+    return [(s, s + tile) for s in starts]
+
+
+def tile_grid(width: int, height: int, tile_w: int, tile_h: int, overlap: int) -> list[Tile]:
+    """Row-major tiles covering a `width` × `height` image (see `spans` for each axis)."""
+    _check_tile_overlap(tile_w, overlap, tile_name="tile_w")
+    _check_tile_overlap(tile_h, overlap, tile_name="tile_h")
+    cols = spans(width, tile_w, overlap)
+    rows = spans(height, tile_h, overlap)
+    return [Tile(x0, y0, x1, y1) for (y0, y1) in rows for (x0, x1) in cols]
+
+
+def fit_tile(size: int, max_tile: int, overlap: int, multiple: int = 1) -> int:
+    """The smallest tile length that covers `size` with as few tiles as `max_tile` would.
+
+    With n tiles of length t and overlap o, every grid evaluates n·t ≥ size + (n - 1)·o pixels
+    per axis, so the least work (and the least redundant overlap) comes from the fewest tiles,
+    each as short as that count allows: t = ceil((size - o) / n) + o, rounded up to `multiple`
+    (8 for latents, 64 for some models). The result is ≤ `max_tile`, > `overlap`, and never
+    changes the tile count: a 520-px axis with `max_tile` 512 and overlap 64 gets two 292-px
+    tiles overlapping by 64, not two 512-px tiles overlapping by 504. An axis that fits in one
+    tile gets `size` rounded up to `multiple` (then `spans` clips the tile to the image).
+    """
+    _check_int("size", size, minimum=1)
+    _check_int("multiple", multiple, minimum=1)
+    _check_tile_overlap(max_tile, overlap, tile_name="max_tile")
+    if max_tile % multiple:
+        raise SdenhanceError(f"`max_tile` must be a multiple of {multiple}; got {max_tile}")
+    n = _count(size, max_tile, overlap)
+    needed = size if n == 1 else -(-(size - overlap) // n) + overlap
+    smallest = (overlap // multiple + 1) * multiple  # the shortest legal tile: > overlap
+    tile = max(smallest, -(-needed // multiple) * multiple)
+    return min(tile, max_tile)
+
+
+def _ramp(length: int, overlap: int) -> np.ndarray:
+    """Smoothstep rising over the first `overlap` samples, sampled at pixel centres, then 1.
+
+    s(x) = 3x² - 2x³ has s(x) + s(1 - x) = 1, so two tiles that overlap by exactly `overlap`
+    already sum to one; it is C¹, so blended seams have no kink; and it is > 0 at every pixel
+    centre, so every covered pixel keeps a positive weight.
+    """
+    x = (np.arange(length, dtype=np.float64) + 0.5) / max(overlap, 1)
+    x = np.clip(x, 0.0, 1.0)
+    return x * x * (3.0 - 2.0 * x)
+
+
+def _axis_weights(lo: int, hi: int, size: int, overlap: int) -> np.ndarray:
+    n = hi - lo
+    w = np.ones(n, dtype=np.float64)
+    if overlap <= 0:
+        return w
+    if lo > 0:  # a neighbour before: feather in
+        w *= _ramp(n, overlap)
+    if hi < size:  # a neighbour after: feather out
+        w *= _ramp(n, overlap)[::-1]
+    return w
+
+
+def blend_weights(tile: Tile, width: int, height: int, overlap: int) -> np.ndarray:
+    """(h, w) float32 feather weights of `tile`: ramps on inner sides, flat 1 at image borders.
+
+    Sides that touch another tile fall smoothly towards 0 over `overlap` pixels so a tile's
+    edge, where its content is least reliable and differs most from its neighbour's, contributes
+    almost nothing; sides on the image border stay at 1, since nothing else covers them. Every
+    value is strictly positive. Use `merge_tiles` (or divide by `weight_sum`) to normalise.
+    """
+    _check_int("overlap", overlap, minimum=0)
+    wx = _axis_weights(tile.x0, tile.x1, width, overlap)
+    wy = _axis_weights(tile.y0, tile.y1, height, overlap)
+    return np.outer(wy, wx).astype(np.float32)
+
+
+def weight_sum(tiles: Sequence[Tile], width: int, height: int, overlap: int) -> np.ndarray:
+    """(height, width) float32 sum of every tile's `blend_weights` (> 0 wherever covered)."""
+    total = np.zeros((height, width), dtype=np.float32)
+    for tile in tiles:
+        total[tile.slices] += blend_weights(tile, width, height, overlap)
+    return total
+
+
+def merge_tiles(
+    tiles: Sequence[Tile],
+    patches: Iterable[np.ndarray],
+    width: int,
+    height: int,
+    overlap: int,
+) -> np.ndarray:
+    """Blend per-tile patches into one (height, width[, C]) array with weights summing to one.
+
+    `patches` are (h, w) or (h, w, C) arrays in the order of `tiles`, any value range and any
+    channel count (RGB pixels, alpha, 4-channel latents). They are consumed one at a time, so a
+    generator keeps only the output, the weight sum and one patch in memory. Where tiles agree
+    the result equals them exactly (up to float rounding); where they differ it changes smoothly.
+    """
+    out: np.ndarray | None = None
+    total = np.zeros((height, width), dtype=np.float32)
+    count = 0
+    for tile, patch in zip(tiles, patches, strict=True):
+        patch = np.asarray(patch)
+        if patch.ndim < 2 or patch.shape[:2] != (tile.height, tile.width):
+            raise ValueError(
+                f"patch {count} has shape {patch.shape}, tile {tile} needs "
+                f"({tile.height}, {tile.width}[, C])"
+            )
+        if out is None:
+            dtype = np.result_type(patch.dtype, np.float32)
+            out = np.zeros((height, width, *patch.shape[2:]), dtype=dtype)
+        elif patch.shape[2:] != out.shape[2:]:
+            raise ValueError(
+                f"patch {count} has trailing shape {patch.shape[2:]}, expected {out.shape[2:]}"
+            )
+        w = blend_weights(tile, width, height, overlap)
+        total[tile.slices] += w
+        out[tile.slices] += patch * _expand(w, patch.ndim)
+        count += 1
+    if out is None:
+        raise ValueError("merge_tiles needs at least one tile")
+    if not np.all(total > 0):
+        raise ValueError("the tiles do not cover the whole image")
+    out /= _expand(total, out.ndim)
+    return out
+
+
+def _expand(weights: np.ndarray, ndim: int) -> np.ndarray:
+    """(h, w) weights broadcastable against an (h, w, ...) array of `ndim` dimensions."""
+    return weights.reshape(weights.shape + (1,) * (ndim - 2))
+
+
+def shifted_spans(size: int, tile: int, overlap: int, step: int) -> list[tuple[int, int]]:
+    """`spans` on even steps; on odd steps, tiles centred on the even grid's seams.
+
+    The odd grid is the first tile, one tile starting halfway between each pair of even starts
+    (so it is centred on that pair's overlap), and the last tile: n + 1 full-length tiles, no
+    partial one, every overlap still ≥ `overlap`. Each seam of one step lies inside a tile of
+    the next, so alternating grids denoise away what a fixed grid would keep.
+    """
+    base = spans(size, tile, overlap)
+    if step % 2 == 0 or len(base) == 1:
+        return base
+    starts = [s for s, _ in base]
+    mids = [(a + b) // 2 for a, b in zip(starts, starts[1:], strict=False)]
+    odd = sorted({0, *mids, size - tile})
+    return [(s, s + tile) for s in odd]
+
+
+def shifted_grid(
+    width: int, height: int, tile_w: int, tile_h: int, overlap: int, step: int
+) -> list[Tile]:
+    """Row-major tiles of `shifted_spans` on both axes for diffusion step `step`.
+
+    Even steps give `tile_grid`; odd steps move every seam to the middle of a tile of the even
+    grid, at the cost of one more row and column of tiles.
+    """
+    _check_tile_overlap(tile_w, overlap, tile_name="tile_w")
+    _check_tile_overlap(tile_h, overlap, tile_name="tile_h")
+    cols = shifted_spans(width, tile_w, overlap, step)
+    rows = shifted_spans(height, tile_h, overlap, step)
+    return [Tile(x0, y0, x1, y1) for (y0, y1) in rows for (x0, x1) in cols]
