@@ -66,7 +66,7 @@ class EngineConfig:
     model: str | None = None  # hub id, diffusers folder or single .safetensors; None = default
     controlnet: str | None = None  # tile ControlNet; None = the family's default
     inpaint_model: str | None = None  # dedicated 9-channel inpainting model, optional
-    config: str | None = None  # diffusers folder or hub id with configs for single-file loads
+    model_config: str | None = None  # diffusers folder or hub id with configs for single-file loads
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     dtype: str = "auto"  # auto | fp32 | fp16 | bf16
     offload: str = "none"  # none | model | sequential
@@ -99,7 +99,7 @@ def check_config(cfg: EngineConfig) -> None:
 # user defaults
 
 
-def user_config_path() -> Path:
+def user_config_path() -> Path:  # model precedence: flag > SDENHANCE_* env > this file > default
     """`SDENHANCE_CONFIG`, else $XDG_CONFIG_HOME/sdenhance/config.toml."""
     env = os.environ.get("SDENHANCE_CONFIG")
     if env:
@@ -339,6 +339,8 @@ def attention_backend(device: torch.device) -> str:
 
 def _quiet_libraries() -> None:
     """diffusers/transformers chatter (progress bars, torchvision notes) stays out of stderr."""
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # read at import: before it
+    os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
     try:
         import diffusers
         import transformers
@@ -346,6 +348,7 @@ def _quiet_libraries() -> None:
         diffusers.utils.logging.set_verbosity_error()
         diffusers.utils.logging.disable_progress_bar()
         transformers.utils.logging.set_verbosity_error()
+        transformers.utils.logging.disable_progress_bar()
     except Exception:  # pragma: no cover - logging setup must never stop a run
         pass
 
@@ -375,7 +378,12 @@ class Engine:
     @property
     def model(self) -> ResolvedModel:
         if "model" not in self._resolved:
-            spec = self.config.model or user_defaults().get("model") or DEFAULTS["sd15"]["model"]
+            spec = (
+                self.config.model
+                or os.environ.get("SDENHANCE_MODEL")
+                or user_defaults().get("model")
+                or DEFAULTS["sd15"]["model"]
+            )
             self._resolved["model"] = resolve(spec, role="pipeline", allow_pickle=self.config.allow_pickle)
         return self._resolved["model"]
 
@@ -399,6 +407,7 @@ class Engine:
     # -- loading ----------------------------------------------------------------------------------
     def _load_pipeline(self, resolved: ResolvedModel, inpaint: bool):
         import diffusers
+        from huggingface_hub.errors import HfHubHTTPError
 
         xl = resolved.family == "sdxl"
         if inpaint:
@@ -411,7 +420,7 @@ class Engine:
         t0 = time.perf_counter()
         try:
             if resolved.kind == "single_file":
-                config = self.config.config or user_defaults().get("model_config")
+                config = self.config.model_config or user_defaults().get("model_config")
                 if config:
                     config = str(resolve(config, role="pipeline").path)
                 pipe = cls.from_single_file(
@@ -421,7 +430,7 @@ class Engine:
                 pipe = cls.from_pretrained(str(resolved.path), local_files_only=True, **kwargs)
         except SdenhanceError:
             raise
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, HfHubHTTPError) as exc:  # LocalEntryNotFoundError is an OSError
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             hint = None
             if resolved.kind == "single_file":
@@ -487,7 +496,12 @@ class Engine:
         if "controlnet" not in self._pipes:
             import diffusers
 
-            spec = self.config.controlnet or user_defaults().get("controlnet") or DEFAULTS[self.family]["controlnet"]
+            spec = (
+                self.config.controlnet
+                or os.environ.get("SDENHANCE_CONTROLNET")
+                or user_defaults().get("controlnet")
+                or DEFAULTS[self.family]["controlnet"]
+            )
             resolved = resolve(spec, role="controlnet", allow_pickle=self.config.allow_pickle)
             if resolved.family != self.family:
                 raise SdenhanceError(
@@ -525,7 +539,11 @@ class Engine:
         """Inpainting pipeline: the dedicated model when configured, else the base model's."""
         import diffusers
 
-        spec = self.config.inpaint_model or user_defaults().get("inpaint_model")
+        spec = (
+            self.config.inpaint_model
+            or os.environ.get("SDENHANCE_INPAINT_MODEL")
+            or user_defaults().get("inpaint_model")
+        )
         if spec:
             if "inpaint_base" not in self._pipes:
                 resolved = resolve(spec, role="pipeline", allow_pickle=self.config.allow_pickle)

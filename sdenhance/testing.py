@@ -135,7 +135,7 @@ def _unet_kwargs(family: str) -> dict[str, Any]:
             addition_time_embed_dim=8,
             transformer_layers_per_block=(1, 2),
             projection_class_embeddings_input_dim=80,  # 6 time ids × 8 + pooled 32
-            cross_attention_dim=64,
+            cross_attention_dim=96,  # 32 (CLIP-L) + 64 (bigG stand-in)
         )
     else:
         common.update(attention_head_dim=(2, 4), cross_attention_dim=32)
@@ -175,8 +175,11 @@ def build_components(family: str = "sd15", *, inpaint: bool = False, seed: int =
     if family == "sdxl":
         components["text_encoder"] = CLIPTextModel(_text_config())
         torch.manual_seed(seed + 3)
-        # ten layers: single-file checkpoints are recognised as SDXL by block 9 of this encoder
-        components["text_encoder_2"] = CLIPTextModelWithProjection(_text_config(layers=10, projection=32))
+        # ten layers: single-file checkpoints are recognised as SDXL by block 9 of this encoder;
+        # wider than text_encoder, as in the real model, since diffusers tells them apart by width
+        components["text_encoder_2"] = CLIPTextModelWithProjection(
+            _text_config(layers=10, hidden=64, projection=32)
+        )
         components["tokenizer_2"] = tokenizer_2
         components["image_encoder"] = None
         components["feature_extractor"] = None
@@ -185,6 +188,9 @@ def build_components(family: str = "sd15", *, inpaint: bool = False, seed: int =
         components["safety_checker"] = None
         components["feature_extractor"] = None
         components["image_encoder"] = None
+    for module in components.values():
+        if isinstance(module, torch.nn.Module):
+            module.eval()  # as from_pretrained leaves them
     return components
 
 

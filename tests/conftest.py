@@ -16,8 +16,14 @@ SKIMAGE_DATA = Path(skimage.__file__).parent / "data"
 @pytest.fixture(autouse=True)
 def _isolated(tmp_path_factory, monkeypatch):
     """No network, an empty HF cache and no user config, for every test."""
+    from huggingface_hub import constants
+
+    cache = str(tmp_path_factory.getbasetemp() / "empty-hf-cache")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path_factory.getbasetemp() / "empty-hf-cache"))
+    monkeypatch.setenv("HF_HUB_CACHE", cache)
+    # huggingface_hub reads both once, at import: patch what it read too
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", cache)
     monkeypatch.setenv("SDENHANCE_CONFIG", str(tmp_path_factory.getbasetemp() / "no-config.toml"))
     monkeypatch.delenv("SDENHANCE_MODEL", raising=False)
     monkeypatch.delenv("SDENHANCE_CONTROLNET", raising=False)

@@ -147,3 +147,78 @@ def test_generator_is_seeded_on_cpu(models):
         float(__import__("torch").randn(1, generator=engine.generator(7))),
         float(__import__("torch").randn(1, generator=engine.generator(7))),
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# single-file checkpoints (A1111/Civitai layout) and pickles
+
+
+@pytest.fixture(scope="module")
+def single_files(tmp_path_factory):
+    root = tmp_path_factory.mktemp("single")
+    return {fam: testing.save_single_file(root / f"{fam}.safetensors", fam) for fam in ("sd15", "sdxl")}
+
+
+@pytest.mark.parametrize(("family", "repo"), [
+    ("sd15", "stable-diffusion-v1-5/stable-diffusion-v1-5"),
+    ("sdxl", "stabilityai/stable-diffusion-xl-base-1.0"),
+])
+def test_single_file_loads_with_configs_from_the_cache(models, single_files, tmp_path, monkeypatch, photo, family, repo):
+    from huggingface_hub import constants
+
+    cache = tmp_path / "hub"
+    testing.save_hub_cache(cache, repo, models[family])
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    engine = Engine(EngineConfig(model=str(single_files[family])))
+    assert engine.model.kind == "single_file" and engine.family == family
+    out = Enhancer(str(single_files[family]), seed=0).img2img(photo.resize((64, 64)), strength=0.5, steps=2)
+    assert out.size == (64, 64)
+    assert len(engine.describe().get("model_hash", "")) == 10 or engine.base is not None
+
+
+def test_single_file_matches_the_folder_it_came_from(models, single_files, photo):
+    img = photo.resize((64, 64))
+    a = Enhancer(models["sd15"], seed=1).img2img(img, strength=0.6, steps=3)
+    b = Enhancer(str(single_files["sd15"]), model_config=models["sd15"], seed=1).img2img(img, strength=0.6, steps=3)
+    assert np.array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_single_file_without_configs_offline_is_one_clear_error(single_files, photo):
+    with pytest.raises(SdenhanceError) as err:
+        Enhancer(str(single_files["sd15"])).img2img(photo, strength=0.5, steps=2)
+    assert "--model-config" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_model_hash_is_recorded_for_single_files(models, single_files, photo):
+    enh = Enhancer(str(single_files["sd15"]), model_config=models["sd15"], seed=1)
+    enh.img2img(photo.resize((64, 64)), strength=0.5, steps=2)
+    models_rec = enh.last_record["models"]
+    assert models_rec["model"] == str(single_files["sd15"]) and len(models_rec["model_hash"]) == 10
+
+
+def test_pickles_are_refused_unless_allowed_then_loaded_weights_only(models, tmp_path, photo):
+    import torch
+    from safetensors.torch import load_file
+
+    sf = testing.save_single_file(tmp_path / "m.safetensors", "sd15")
+    ckpt = tmp_path / "m.ckpt"
+    torch.save({"state_dict": load_file(sf)}, ckpt)
+    with pytest.raises(SdenhanceError, match="pickle.*--allow-pickle"):
+        resolve(str(ckpt))
+    renamed = tmp_path / "sneaky.safetensors"  # content decides, not the name
+    renamed.write_bytes(ckpt.read_bytes())
+    with pytest.raises(SdenhanceError, match="pickle"):
+        resolve(str(renamed))
+    out = Enhancer(str(ckpt), allow_pickle=True, model_config=models["sd15"], seed=0).img2img(
+        photo.resize((64, 64)), strength=0.5, steps=2
+    )
+    assert out.size == (64, 64)
+
+
+def test_corrupt_checkpoint_is_refused(tmp_path):
+    bad = tmp_path / "cut.safetensors"
+    sf = testing.save_single_file(tmp_path / "ok.safetensors", "sd15")
+    bad.write_bytes(sf.read_bytes()[:-100])
+    with pytest.raises(SdenhanceError, match="corrupt or truncated"):
+        resolve(str(bad))

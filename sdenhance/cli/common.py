@@ -67,7 +67,7 @@ def engine_config(
         model=model,
         controlnet=controlnet,
         inpaint_model=inpaint_model,
-        config=model_config,
+        model_config=model_config,
         device=device,
         dtype=dtype,
         offload=offload,
