@@ -162,3 +162,54 @@ def run_batch(
         else:
             summary.done.append(item)
     return summary
+
+
+# ---------------------------------------------------------------------------------------------
+# scale out: one share of the inputs per process
+
+_MPI_SIZE = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "MV2_COMM_WORLD_SIZE", "PMIX_SIZE")
+
+
+def _env_int(name: str) -> int | None:
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise SdenhanceError(f"environment variable {name}={text!r} is not a whole number") from None
+
+
+def rank_and_world() -> tuple[int, int]:
+    """(this process's rank, number of processes) of a multi-process launch, else (0, 1).
+
+    `accelerate launch` and `torchrun` set RANK and WORLD_SIZE; an MPI launch (accelerate's
+    multi-CPU mode) is read through accelerate's `PartialState` when it is installed.
+    """
+    world = _env_int("WORLD_SIZE")
+    if world is not None:
+        rank = _env_int("RANK")
+        rank = _env_int("LOCAL_RANK") if rank is None else rank
+        rank = 0 if rank is None else rank
+    elif any(os.environ.get(name) for name in _MPI_SIZE):
+        try:
+            from accelerate import PartialState
+        except ImportError:
+            return 0, 1
+        state = PartialState()
+        rank, world = state.process_index, state.num_processes
+    else:
+        return 0, 1
+    if world < 1 or not 0 <= rank < world:
+        raise SdenhanceError(f"bad process rank {rank} of WORLD_SIZE={world}; check the launcher")
+    return rank, world
+
+
+def shard(items: Sequence[Any], rank: int | None = None, world: int | None = None) -> list[Any]:
+    """This process's share of `items`: every `world`-th from `rank` (disjoint, all covered).
+
+    Without arguments the rank and world size come from `rank_and_world()`.
+    """
+    if rank is None or world is None:
+        rank, world = rank_and_world()
+    return list(items[rank::world])

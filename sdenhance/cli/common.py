@@ -103,16 +103,25 @@ def process_images(
     seed: int | None = None,
     fields: dict[str, Any] | None = None,
 ) -> None:
-    """The loop every image command runs: expand, name, skip existing, run, save, summarise.
+    """The loop every image command runs: expand, name, shard, skip existing, run, save, summarise.
 
     `work(item, ctx)` returns (PIL image, extra metadata). Models load once and are shared by
-    all items. Exit: 0 all done, 2 bad single input, 3 some items failed, 130 interrupted.
+    all items. Under `accelerate launch` (or RANK/WORLD_SIZE) each process takes its share of
+    the inputs; output names are decided over all inputs first, so they never depend on the
+    number of processes. Exit: 0 all done, 2 bad single input, 3 some failed, 130 interrupted.
     """
+    from ..batch import rank_and_world, shard
     from ..image import save_image
 
     paths = expand_inputs(inputs)
     items = plan(paths, output, op, fields={"seed": seed if seed is not None else "rand", **(fields or {})})
+    rank, world = rank_and_world()
+    if world > 1:
+        items = shard(items, rank, world)
+        engine = _rank_device(engine)
+        logging.getLogger("sdenhance").info("process %d of %d: %d input(s)", rank + 1, world, len(items))
     shared: dict[str, Any] = {"engine": None}
+    finished: list[BatchItem] = []
     show = err_console.is_terminal and not err_console.is_dumb_terminal
 
     with Progress(
@@ -138,24 +147,32 @@ def process_images(
                 image, extra = work(item, ctx)
             finally:
                 shared["engine"] = ctx._engine
-            record = {**ctx.record, **extra}
+            record = {**ctx.record, "input": input_record(item.input), **extra}
             save_image(image, item.output, metadata=record, protect=paths)
+            finished.append(item)
             out_console.print(str(item.output))
 
         def on_item(n: int, total: int, item: BatchItem) -> None:
             bar.update(batch_task, completed=n)
+            bar.reset(step_task, description=op, total=1)
             if not show and total > 1:
                 err_console.print(f"[{n + 1}/{total}] {item.input}")
 
-        summary = run_batch(items, one, overwrite=overwrite, on_item=on_item)
+        try:
+            summary = run_batch(items, one, overwrite=overwrite, on_item=on_item)
+        except KeyboardInterrupt:
+            bar.stop()
+            err_console.print(
+                f"interrupted: {len(finished)} of {len(items)} written; no partial file is left, "
+                "and the same command resumes (finished outputs are skipped)"
+            )
+            raise
         bar.update(batch_task, completed=len(items))
 
     for item in summary.skipped:
         err_console.print(f"skipped {item.input}: {item.output} exists (use --overwrite)")
     if summary.failed:
-        err_console.print(f"[bold red]{len(summary.failed)} of {len(items)} failed:[/]")
-        for item, message in summary.failed:
-            err_console.print(f"  {item.input}: {message}", soft_wrap=True)
+        print_failures(summary.failed, len(items))
     if len(items) > 1:
         err_console.print(
             f"done {len(summary.done)}, skipped {len(summary.skipped)}, failed {len(summary.failed)}"
@@ -175,15 +192,110 @@ def check_seed(seed: int | None) -> None:
         raise SdenhanceError(f"`--seed` must be in [0, 2^32); got {seed}")
 
 
-def with_preset(name: str | None, values: dict[str, Any]) -> dict[str, Any]:
-    """Preset defaults under the flags the user gave (flags win)."""
+def with_preset(name: str | None, values: dict[str, Any], stage: str = "upscale") -> dict[str, Any]:
+    """The preset's defaults for `stage` under the flags the user gave (flags win)."""
     if not name:
         return values
     from ..presets import load_preset
 
-    return {**load_preset(name).defaults(), **values}
+    return {**load_preset(name).defaults(stage), **values}
 
 
-def use_input_prompt(loaded: Any, opts: Any, ctx: Context) -> None:
-    """Placeholder until input metadata prompts are offered as defaults (see presets/recipes)."""
-    return None
+def use_input_prompt(loaded: Any, opts: Any, ctx: Context, *, enabled: bool = True) -> Any:
+    """Per-item options with the input's own prompt (A1111, ComfyUI, Midjourney or sdenhance
+    metadata) put before the options' prompt (a preset's quality words, say).
+
+    Pass `enabled=prompt is None and not no_input_prompt`: a prompt given on the command line,
+    or `--no-input-prompt`, turns it off. Returns `opts` unchanged when there is nothing to offer.
+    """
+    prompt = offered_prompt(loaded, enabled=enabled)
+    if prompt is None or not hasattr(opts, "prompt"):
+        return opts
+    from ..presets import join_prompts
+
+    ctx.record["prompt_source"] = loaded.metadata.source
+    return item_options(opts, prompt=join_prompts(prompt, opts.prompt))
+
+
+# ---------------------------------------------------------------------------------------------
+# input prompts, rank devices and the failure table
+
+NoInputPrompt = Annotated[
+    bool,
+    typer.Option(
+        "--no-input-prompt",
+        help="Ignore the prompt stored in an input's metadata (A1111, ComfyUI, Midjourney, sdenhance); by default it is used, before any preset words, when you give no prompt.",
+        rich_help_panel=P_PROMPT,
+    ),
+]
+
+
+def offered_prompt(loaded: Any, *, enabled: bool = True) -> str | None:
+    """The prompt in a loaded input's generation metadata, or None (none there, or disabled)."""
+    if not enabled:
+        return None
+    metadata = getattr(loaded, "metadata", None)
+    prompt = metadata.prompt if metadata is not None else None
+    if not prompt:
+        return None
+    logging.getLogger("sdenhance").info(
+        "%s: using the prompt from its %s metadata (give a prompt, or --no-input-prompt, to change that)",
+        loaded.path.name, metadata.source,
+    )
+    return prompt
+
+
+def item_options(opts: Any, **changes: Any) -> Any:
+    """A copy of a frozen options dataclass with `changes` (only fields it has), re-validated."""
+    import dataclasses
+
+    from ..options import validate
+
+    names = {f.name for f in dataclasses.fields(opts)}
+    kept = {k: v for k, v in changes.items() if k in names}
+    if not kept:
+        return opts
+    new = dataclasses.replace(opts, **kept)
+    validate(new)
+    return new
+
+
+def input_record(path: Any) -> dict[str, Any]:
+    """Name and SHA-256 (first 16 hex digits) of an input, for the output's run record."""
+    import hashlib
+    from pathlib import Path
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return {"name": Path(path).name, "sha256": digest.hexdigest()[:16]}
+
+
+def print_failures(failed: list[tuple[BatchItem, str]], total: int) -> None:
+    """The failed items as a table on stderr."""
+    from rich.table import Table
+
+    table = Table(title=f"{len(failed)} of {total} failed", title_style="bold red", title_justify="left")
+    table.add_column("input", overflow="fold")
+    table.add_column("error", overflow="fold")
+    for item, message in failed:
+        table.add_row(str(item.input), message)
+    # wide enough on a log or pipe that no path or message is folded across lines
+    err_console.print(table, width=None if err_console.is_terminal else 1000)
+
+
+def _rank_device(engine: EngineConfig | None) -> EngineConfig | None:
+    """One GPU per process under a multi-process launch: `auto`/`cuda` -> `cuda:LOCAL_RANK`."""
+    import dataclasses
+    import os
+
+    if engine is None or engine.device not in ("auto", "cuda"):
+        return engine
+    import torch
+
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if count < 1:
+        return engine
+    local = int(os.environ.get("LOCAL_RANK", "0") or 0)
+    return dataclasses.replace(engine, device=f"cuda:{local % count}")

@@ -1,7 +1,246 @@
-"""Commands of this group (filled in as the stages land)."""
+"""`sdenhance presets`, `recipes` and `run`: named settings, multi-step recipes, re-runs."""
 
 from __future__ import annotations
 
+import json
+import logging
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
 
+from ..errors import SdenhanceError
+from . import common as c
+
 app = typer.Typer()
+log = logging.getLogger("sdenhance")
+
+AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.", rich_help_panel=c.P_OUT)]
+
+SET_HELP = (
+    "Override a recipe value, repeatable. KEY=VALUE sets the variable KEY (e.g. "
+    "creativity=0.4), or, when the recipe has no such variable, the option KEY of every step "
+    "that has it (steps=10); STAGE.OPTION=VALUE sets it on every step of that stage "
+    "(upscale.creativity=0.3); N.OPTION=VALUE on step N, counted from 1 (2.blend=0.8). "
+    "Later kinds win: N.OPTION over STAGE.OPTION over KEY. Values are read as TOML (0.8, "
+    "true, none) unless the option is text."
+)
+
+
+def _echo_json(data: Any) -> None:
+    c.out_console.print(json.dumps(data, ensure_ascii=False, indent=2), markup=False, highlight=False)
+
+
+def _table(title: str, rows: list[tuple[str, ...]], columns: tuple[str, ...]) -> None:
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left", show_edge=False)
+    for name in columns:
+        table.add_column(name, overflow="fold")
+    for row in rows:
+        table.add_row(*row)
+    c.out_console.print(table)
+
+
+@app.command("presets")
+def presets(
+    name: Annotated[str | None, typer.Argument(help="Preset name or .toml path to show; none lists them all.", show_default=False)] = None,
+    as_json: AsJson = False,
+) -> None:
+    """List presets (prompt + stage defaults for upscale, img2img, inpaint), or show one.
+
+    User presets live in $SDENHANCE_HOME/prompts/ (default ~/.config/sdenhance/prompts/) and
+    win over bundled ones of the same name. Use one with `--preset NAME`.
+    """
+    from ..presets import PRESET_STAGES, home_dir, list_presets, load_preset
+
+    if name is None:
+        found = list_presets()
+        if as_json:
+            _echo_json([{"name": p.name, "description": p.description, "source": s, "path": str(p.path)} for p, s in found])
+            return
+        _table("presets", [(p.name, p.description, s) for p, s in found], ("name", "description", "source"))
+        c.err_console.print(f"user presets: {home_dir() / 'prompts'}")
+        return
+    preset = load_preset(name)
+    if as_json:
+        _echo_json({"name": preset.name, "description": preset.description, "path": str(preset.path), **preset.values()})
+        return
+    c.out_console.print(f"[bold]{preset.name}[/]: {preset.description}", highlight=False)
+    c.out_console.print(f"file: {preset.path}", markup=False)
+    rows = [(key, str(value)) for key, value in preset.values().items()]
+    _table("settings", rows, ("key", "value"))
+    applies = ", ".join(stage for stage in PRESET_STAGES if _has_stage(stage))
+    c.out_console.print(f"applies to: {applies} (each takes the keys its options have)", markup=False)
+
+
+def _has_stage(stage: str) -> bool:
+    from ..stages import get_stage
+
+    try:
+        get_stage(stage)
+    except (ImportError, SdenhanceError):
+        return False
+    return True
+
+
+@app.command("recipes")
+def recipes(
+    name: Annotated[str | None, typer.Argument(help="Recipe name or .toml path to show; none lists them all.", show_default=False)] = None,
+    as_json: AsJson = False,
+) -> None:
+    """List recipes (multi-step pipelines for `sdenhance run`), or show one's steps and variables.
+
+    User recipes live in $SDENHANCE_HOME/pipelines/ (default ~/.config/sdenhance/pipelines/)
+    and win over bundled ones of the same name.
+    """
+    from ..presets import home_dir
+    from ..recipes import list_recipes, load_recipe
+
+    if name is None:
+        found = list_recipes()
+        if as_json:
+            _echo_json([{"name": r.name, "description": r.description, "source": s, "path": str(r.path)} for r, s in found])
+            return
+        rows = [(r.name, " > ".join(step.stage for step in r.steps), r.description, s) for r, s in found]
+        _table("recipes", rows, ("name", "steps", "description", "source"))
+        c.err_console.print(f"user recipes: {home_dir() / 'pipelines'}")
+        return
+    recipe = load_recipe(name)
+    used = recipe.variables()
+    variables = {v: recipe.vars.get(v, None) for v in sorted(set(recipe.vars) | set(used))}
+    if as_json:
+        _echo_json({"name": recipe.name, "description": recipe.description, "path": str(recipe.path),
+                    "vars": variables, "steps": recipe.describe()})
+        return
+    c.out_console.print(f"[bold]{recipe.name}[/]: {recipe.description}", highlight=False)
+    c.out_console.print(f"file: {recipe.path}", markup=False)
+    rows = []
+    for step in recipe.describe():
+        opts = ", ".join(f"{k}={v!r}" for k, v in step["options"].items())
+        preset = f"preset {step['preset']}" + ("; " if opts else "") if "preset" in step else ""
+        rows.append((str(step["step"]), step["stage"], preset + opts))
+    _table("steps", rows, ("#", "stage", "options"))
+    if variables:
+        var_rows = [
+            (v, "(required)" if v not in recipe.vars else repr(d), ", ".join(str(i) for i in used.get(v, [])) or "-")
+            for v, d in variables.items()
+        ]
+        _table("variables (--set NAME=VALUE)", var_rows, ("name", "default", "steps"))
+
+
+@app.command("run")
+def run(
+    recipe: Annotated[str | None, typer.Argument(help="Recipe name (see `sdenhance recipes`) or .toml path; with --from, the first input.", show_default=False)] = None,
+    inputs: Annotated[list[str] | None, typer.Argument(help="Image files, folders or globs.", show_default=False)] = None,
+    sets: Annotated[list[str] | None, typer.Option("--set", help=SET_HELP, rich_help_panel=c.P_DIFF, show_default=False)] = None,
+    from_image: Annotated[Path | None, typer.Option("--from", help="Re-run what made this sdenhance output (its steps, seed and models, unless given here) on the inputs; without inputs, on the original it names, looked for beside it.", rich_help_panel=c.P_DIFF, show_default=False)] = None,
+    seed: c.Seed = None,
+    no_input_prompt: c.NoInputPrompt = False,
+    output: c.Output = None,
+    overwrite: c.Overwrite = False,
+    model: c.Model = None,
+    controlnet: c.ControlNet = None,
+    inpaint_model: c.InpaintModel = None,
+    model_config: c.ModelConfig = None,
+    allow_pickle: c.AllowPickle = False,
+    device: c.Device = "auto",
+    dtype: c.Dtype = "auto",
+    offload: c.Offload = "none",
+    vae_tiling: c.VaeTiling = False,
+    attention_slicing: c.AttentionSlicing = False,
+    verbose: c.Verbose = False,
+) -> None:
+    """Run a recipe's steps on images, or re-run an output with --from.
+
+    Every step is checked before any model loads; models load once for all steps and images.
+    Outputs go beside each input as {stem}_{recipe}.png (--from: {stem}_rerun.png).
+    """
+    from ..recipes import Recipe, load_recipe, parse_sets
+
+    c.setup_logging(verbose)
+    c.check_seed(seed)
+    overrides = parse_sets(sets or [])
+    specs = list(inputs or [])
+    record: dict[str, Any] = {}
+    if from_image is not None:
+        if recipe is not None:
+            specs.insert(0, recipe)
+        record = _record_of(from_image)
+        the_recipe = Recipe.from_record(record, from_image)
+        specs = specs or [_recorded_input(record, from_image)]
+        seed = seed if seed is not None else _recorded_seed(record)
+        models = record.get("models") or {}
+        model = model or _recorded_model(models, "model")
+        controlnet = controlnet or _recorded_model(models, "controlnet")
+        inpaint_model = inpaint_model or _recorded_model(models, "inpaint_model")
+        op = "rerun"
+    else:
+        if recipe is None:
+            raise SdenhanceError("give a recipe and inputs (`sdenhance run RECIPE INPUT...`), or --from OUTPUT")
+        if not specs:
+            raise SdenhanceError(f"no inputs: `sdenhance run {recipe} INPUT...` (files, folders or globs)")
+        the_recipe = load_recipe(recipe)
+        op = the_recipe.name
+    steps = the_recipe.validate(overrides)  # every step checked before any model loads
+    engine = c.engine_config(model=model, controlnet=controlnet, inpaint_model=inpaint_model, model_config=model_config,
+                             device=device, dtype=dtype, offload=offload, vae_tiling=vae_tiling,
+                             attention_slicing=attention_slicing, allow_pickle=allow_pickle)
+    offer = from_image is None and not no_input_prompt
+    expected = (record.get("input") or {}).get("sha256") if isinstance(record.get("input"), dict) else None
+
+    def work(item, ctx):
+        from ..api import join_alpha
+        from ..image import load_image
+        from ..recipes import run_recipe
+
+        loaded = load_image(item.input)
+        item_steps = steps
+        prompt = c.offered_prompt(loaded, enabled=offer) if "prompt" in the_recipe.variables() else None
+        if prompt:
+            with_prompt = the_recipe.with_input_prompt(overrides, prompt)
+            if with_prompt != overrides:
+                item_steps = the_recipe.validate(with_prompt)
+                ctx.record["prompt_source"] = loaded.metadata.source
+        if expected and c.input_record(item.input)["sha256"] != expected:
+            log.warning("%s differs from the input %s was made from; pixels will differ", item.input, from_image)
+        image = run_recipe(the_recipe, join_alpha(loaded.image, loaded.alpha), ctx=ctx, steps=item_steps)
+        return image, {"recipe": the_recipe.name}
+
+    c.process_images(specs, output, op, work, overwrite=overwrite, engine=engine, seed=seed)
+
+
+def _record_of(path: Path) -> dict[str, Any]:
+    from ..image import read_metadata
+
+    if not path.is_file():
+        raise SdenhanceError(f"`--from`: no such file {str(path)!r}; give an image sdenhance wrote")
+    record = read_metadata(path).sdenhance
+    if not isinstance(record, dict):
+        raise SdenhanceError(
+            f"`--from {path}`: no sdenhance metadata in it; only images written by sdenhance can be "
+            "re-run (`sdenhance info` shows what it holds)"
+        )
+    return record
+
+
+def _recorded_input(record: dict[str, Any], source: Path) -> str:
+    """The input named in the record, looked for beside `source` (where outputs go by default)."""
+    info = record.get("input")
+    name = info.get("name") if isinstance(info, dict) else None
+    if isinstance(name, str) and name and (source.parent / name).is_file():
+        return str(source.parent / name)
+    found = f" ({name} is not beside it)" if name else ""
+    raise SdenhanceError(f"`--from {source}`: give the original input{found}: sdenhance run --from {source} ORIGINAL")
+
+
+def _recorded_seed(record: dict[str, Any]) -> int | None:
+    seed = record.get("seed")
+    return seed if isinstance(seed, int) and not isinstance(seed, bool) else None
+
+
+def _recorded_model(models: dict[str, Any], role: str) -> str | None:
+    value = models.get(role)
+    if isinstance(value, dict):  # older records: {"spec": ...}
+        value = value.get("spec")
+    return value if isinstance(value, str) and value else None
