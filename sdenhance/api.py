@@ -63,6 +63,19 @@ def _as_image(image: ImageLike) -> Image.Image:
     return join_alpha(loaded.image, loaded.alpha)
 
 
+def _mask_or_alpha(image: ImageLike, mask: ImageLike) -> tuple[Image.Image, ImageLike]:
+    """`mask="alpha"`: the image's transparency is the mask and the result is opaque."""
+    if not (isinstance(mask, str) and mask == "alpha"):
+        return _as_image(image), mask
+    from .errors import SdenhanceError
+    from .ops.masks import mask_from_alpha
+
+    rgb, alpha = split_alpha(_as_image(image))
+    if alpha is None:
+        raise SdenhanceError("`mask=\"alpha\"` needs an image with transparency; this one has none")
+    return rgb, Image.fromarray((mask_from_alpha(alpha) * 255).astype("uint8"), "L")
+
+
 class Enhancer:
     """Upscale, inpaint, refine and colour-fix images with one set of models.
 
@@ -150,11 +163,15 @@ class Enhancer:
         return self.run("upscale", image, **options)
 
     def inpaint(self, image: ImageLike, mask: ImageLike, **options: Any) -> Image.Image:
-        """Repaint where `mask` is white; every other pixel stays bit-identical."""
+        """Repaint where `mask` is white (or, with `mask="alpha"`, where `image` is
+        transparent); every other pixel stays bit-identical."""
+        image, mask = _mask_or_alpha(image, mask)
         return self.run("inpaint", image, images={"mask": mask}, **options)
 
     def remove(self, image: ImageLike, mask: ImageLike, **options: Any) -> Image.Image:
-        """Remove the masked object (OpenCV fill, then an optional low-strength inpaint)."""
+        """Remove the masked object (OpenCV fill, then an optional low-strength inpaint);
+        `mask="alpha"` removes what is transparent."""
+        image, mask = _mask_or_alpha(image, mask)
         return self.run("remove", image, images={"mask": mask}, **options)
 
     def colorfix(self, image: ImageLike, reference: ImageLike, **options: Any) -> Image.Image:

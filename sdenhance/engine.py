@@ -536,7 +536,8 @@ class Engine:
         return self._derive(("controlnet", scheduler), cls, self.base, scheduler, controlnet=self.controlnet)
 
     def inpaint(self, scheduler: str | None = DEFAULT_SCHEDULER):
-        """Inpainting pipeline: the dedicated model when configured, else the base model's."""
+        """Inpainting pipeline: the dedicated model when configured (or when `--model` itself
+        is a 9-channel inpainting model), else the base model's."""
         import diffusers
 
         spec = (
@@ -544,9 +545,15 @@ class Engine:
             or os.environ.get("SDENHANCE_INPAINT_MODEL")
             or user_defaults().get("inpaint_model")
         )
-        if spec:
+        if spec or self.model.inpaint:
             if "inpaint_base" not in self._pipes:
-                resolved = resolve(spec, role="pipeline", allow_pickle=self.config.allow_pickle)
+                resolved = resolve(spec, role="pipeline", allow_pickle=self.config.allow_pickle) if spec else self.model
+                if spec and "model" in self._resolved and resolved.family != self.family:
+                    raise SdenhanceError(
+                        f"inpainting model {spec} is {resolved.family.upper()} but the model "
+                        f"{self.model.spec} is {self.family.upper()}",
+                        hint="pass an --inpaint-model of the same family",
+                    )
                 self._resolved["inpaint_model"] = resolved
                 self._pipes["inpaint_base"] = self._load_pipeline(resolved, inpaint=True)
             source = self._pipes["inpaint_base"]
@@ -554,7 +561,7 @@ class Engine:
         else:
             source, family = self.base, self.family
         cls = diffusers.StableDiffusionXLInpaintPipeline if family == "sdxl" else diffusers.StableDiffusionInpaintPipeline
-        return self._derive(("inpaint", scheduler, bool(spec)), cls, source, scheduler)
+        return self._derive(("inpaint", scheduler, source is not self._pipes.get("base")), cls, source, scheduler)
 
     def generator(self, seed: int):
         """A CPU generator: the same seed gives the same noise on every device."""

@@ -222,3 +222,42 @@ def test_corrupt_checkpoint_is_refused(tmp_path):
     bad.write_bytes(sf.read_bytes()[:-100])
     with pytest.raises(SdenhanceError, match="corrupt or truncated"):
         resolve(str(bad))
+
+
+def test_an_inpainting_model_given_as_model_inpaints(models, photo):
+    import numpy as np
+
+    from sdenhance import Enhancer
+
+    mask = np.zeros((80, 96), np.uint8)
+    mask[20:50, 30:70] = 255
+    from PIL import Image
+
+    out = Enhancer(models["sd15-inpaint"], seed=0).inpaint(photo, Image.fromarray(mask), strength=0.9, steps=2)
+    assert out.size == photo.size
+
+
+def test_inpaint_model_of_another_family_is_refused(models):
+    engine = Engine(EngineConfig(model=models["sdxl"], inpaint_model=models["sd15-inpaint"]))
+    _ = engine.base
+    with pytest.raises(SdenhanceError, match="same family"):
+        engine.inpaint()
+
+
+def test_api_alpha_mask(models):
+    import numpy as np
+    from PIL import Image
+
+    from sdenhance import Enhancer
+
+    rgba = np.zeros((40, 48, 4), np.uint8)
+    rgba[..., :3] = 120
+    rgba[..., 3] = 255
+    rgba[10:20, 10:30, 3] = 0
+    out = Enhancer(models["sd15"], seed=0).inpaint(Image.fromarray(rgba), "alpha", strength=0.9, steps=2)
+    assert out.mode == "RGB" and out.size == (48, 40)
+    keep = np.ones((40, 48), bool)
+    keep[:33, :43] = False  # the hole grown by 4 and feathered by 8 px
+    assert np.array_equal(np.asarray(out)[keep], rgba[..., :3][keep])
+    with pytest.raises(SdenhanceError, match="transparency"):
+        Enhancer(models["sd15"]).inpaint(Image.fromarray(rgba[..., :3]), "alpha")
