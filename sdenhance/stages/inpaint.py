@@ -220,6 +220,11 @@ class Job:
     resample: bool  # False: the box is padded to `size`, not resampled (area "whole")
 
 
+def crop_job(box: Box, blend: np.ndarray, native: int) -> Job:
+    """A repaint of `box` resampled to the model's native resolution (its aspect kept)."""
+    return Job(box, blend, processing_size((box[2] - box[0], box[3] - box[1]), native), True)
+
+
 def plan_jobs(blend: np.ndarray, opts: Options, native: int) -> list[Job]:
     """The repaints that cover `blend`: crops around its regions, or the whole image."""
     h, w = blend.shape
@@ -228,10 +233,7 @@ def plan_jobs(blend: np.ndarray, opts: Options, native: int) -> list[Job]:
     groups = crop_groups(
         blend, padding=opts.padding, aspect=1.0, multiple=LATENT, image_size=(w, h)
     )
-    return [
-        Job(box, own, processing_size((box[2] - box[0], box[3] - box[1]), native), True)
-        for box, own in groups
-    ]
+    return [crop_job(box, own, native) for box, own in groups]
 
 
 # --- the stage --------------------------------------------------------------------------------
@@ -282,6 +284,38 @@ def repaint(
     return np.asarray(out.convert("RGB"), dtype=np.uint8)
 
 
+def repaint_matched(
+    pipe: Any,
+    image: np.ndarray,
+    region: np.ndarray,
+    job: Job,
+    opts: Options,
+    generator: Any,
+    progress: Any,
+    *,
+    reference: np.ndarray,
+    reference_mask: np.ndarray,
+) -> np.ndarray:
+    """`repaint`, then with `opts.color_match` its Lab mean and spread under `job.blend` moved
+    to those of `reference` under `reference_mask` (all cropped to the job's box).
+
+    A repaint drifts in colour (the VAE round trip, the prompt); matching it to pixels it
+    should agree with keeps the blend edge invisible. Nothing is matched when
+    `reference_mask` selects nothing.
+    """
+    out = repaint(pipe, image, region, job, opts, generator, progress)
+    if not opts.color_match or not np.any(reference_mask > 0):
+        return out
+    matched = color_transfer(
+        out.astype(np.float32) / 255.0,
+        reference.astype(np.float32) / 255.0,
+        "lab",
+        mask=job.blend,
+        reference_mask=np.asarray(reference_mask, dtype=np.float32),
+    )
+    return np.clip(np.rint(matched * 255.0), 0, 255).astype(np.uint8)
+
+
 def run(image: Image.Image, opts: Options, ctx: Context) -> Image.Image:
     """Repaint the white part of `ctx.images["mask"]` in an RGB image; the rest stays exact."""
     # 1. Check inputs: a mask of the image's size (or stretched) that selects something
@@ -307,7 +341,8 @@ def run(image: Image.Image, opts: Options, ctx: Context) -> Image.Image:
     if not diffuse:  # strength 0: the fill is the result, no model loads
         return Image.fromarray(composite_exact(original, start, blend), "RGB")
 
-    # 4. Repaint each crop (or the whole image), each one seeing the previous ones' results
+    # 4. Repaint each crop (or the whole image), each one seeing the previous ones' results,
+    #    colour-matched to the unmasked ring around it inside the crop
     engine = ctx.engine
     pipe = engine.inpaint(opts.scheduler)
     generator = engine.generator(seed)  # type: ignore[arg-type]
@@ -321,7 +356,7 @@ def run(image: Image.Image, opts: Options, ctx: Context) -> Image.Image:
             crop(start, job.box), crop(generated, job.box), crop(done, job.box)
         )
         label = "inpaint" if len(jobs) == 1 else f"inpaint {n + 1}/{len(jobs)}"
-        out = repaint(
+        out = repaint_matched(
             pipe,
             context,
             crop(region, job.box) * own,
@@ -329,26 +364,16 @@ def run(image: Image.Image, opts: Options, ctx: Context) -> Image.Image:
             opts,
             generator,
             lambda i, total, label=label: ctx.progress(label, i, total),
+            reference=crop(original, job.box),
+            reference_mask=crop(ring, job.box),
         )
-
-        # 5. Colour-match the repaint to the unmasked ring around it, inside this crop
-        reference = crop(ring, job.box)
-        if opts.color_match and reference.any():
-            matched = color_transfer(
-                out.astype(np.float32) / 255.0,
-                crop(original, job.box).astype(np.float32) / 255.0,
-                "lab",
-                mask=job.blend,
-                reference_mask=reference.astype(np.float32),
-            )
-            out = np.clip(np.rint(matched * 255.0), 0, 255).astype(np.uint8)
         generated[y0:y1, x0:x1][own] = out[own]
         done[y0:y1, x0:x1] = np.maximum(done[y0:y1, x0:x1], job.blend)
 
-    # 6. Composite: bit-identical to the input wherever the blend mask is 0
+    # 5. Composite: bit-identical to the input wherever the blend mask is 0
     result = composite_exact(original, generated, blend)
 
-    # 7. Record what ran
+    # 6. Record what ran
     ctx.record.update(
         prompt=opts.prompt,
         negative_prompt=opts.negative_prompt,
