@@ -90,8 +90,8 @@ def test_every_bundled_recipe_validates_and_is_listed():
     assert [s.stage for s in mj] == ["upscale", "upscale", "colorfix"]
     assert mj[0].options.creativity > mj[1].options.creativity  # decaying creativity
     portrait = load_recipe("portrait-restore").validate()
-    assert [s.stage for s in portrait] == ["denoise", "upscale"] and portrait[1].options.blend == 0.8
-    assert "facefix" in load_recipe("portrait-restore").path.read_text()  # the step to add later
+    assert [s.stage for s in portrait] == ["denoise", "upscale", "facefix"] and portrait[1].options.blend == 0.8
+    assert portrait[2].options.strength == 0.3 and portrait[2].options.blend == 0.85  # the preset's
 
 
 def test_variables_placeholders_and_set_grammar(tmp_path):
