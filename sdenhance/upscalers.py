@@ -17,6 +17,7 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -180,8 +181,11 @@ def ncnn_model_files(name: str) -> tuple[Path, Path]:
 
 
 @functools.lru_cache(maxsize=8)
-def _ncnn_net(name: str, threads: int):
-    """A loaded ncnn net, one per (model, thread count), shared by every call in the process."""
+def _ncnn_net(name: str, threads: int) -> tuple[Any, threading.Lock]:
+    """A loaded ncnn net and its lock, one per (model, thread count), shared process-wide.
+
+    The lock runs one extractor at a time per net, so `threads` is what the net really uses.
+    """
     import ncnn
 
     param, weights = ncnn_model_files(name)
@@ -190,7 +194,7 @@ def _ncnn_net(name: str, threads: int):
     net.opt.num_threads = threads
     if net.load_param(str(param)) != 0 or net.load_model(str(weights)) != 0:
         raise SdenhanceError(f"could not load upscaler `{name}` from {param.parent}")
-    return net
+    return net, threading.Lock()
 
 
 def _ncnn_runner(name: str, threads: int) -> ModelFn:
@@ -201,8 +205,7 @@ def _ncnn_runner(name: str, threads: int) -> ModelFn:
     """
     import ncnn
 
-    net = _ncnn_net(name, threads)
-    lock = threading.Lock()  # one extractor at a time per net keeps the thread count honest
+    net, lock = _ncnn_net(name, threads)
 
     def run(tile: np.ndarray) -> np.ndarray:
         chw = np.ascontiguousarray(tile.transpose(2, 0, 1), dtype=np.float32)
@@ -432,8 +435,13 @@ def _runner(upscaler: str, threads: int, allow_pickle: bool) -> tuple[UpscalerIn
             # aliases resolve to the id, which names the bundled files
             return info, _ncnn_runner(info.name, threads)
         return info, None
-    if upscaler.lower().endswith(MODEL_SUFFIXES) or os.path.sep in upscaler:
+    if upscaler.lower().endswith(MODEL_SUFFIXES):
         return _spandrel_runner(upscaler, allow_pickle)
+    if os.path.sep in upscaler or Path(upscaler).suffix:
+        raise UnsupportedUpscalerError(
+            f"upscaler model `{upscaler}` is not a model file sdenhance can load; "
+            f"allowed: {', '.join(MODEL_SUFFIXES)}"
+        )
     return REGISTRY.get(upscaler), None  # raises UnsupportedUpscalerError listing names
 
 

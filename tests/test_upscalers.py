@@ -326,6 +326,8 @@ def test_model_files_need_spandrel_and_refuse_pickles(tmp_path, monkeypatch):
         upscale(img, 2, upscaler=str(pickle))
     with pytest.raises(SdenhanceError, match="does not exist"):
         upscale(img, 2, upscaler=str(tmp_path / "missing.safetensors"))
+    with pytest.raises(UnsupportedUpscalerError, match="allowed: .safetensors, .pth"):
+        upscale(img, 2, upscaler=str(tmp_path / "4x_Foo.onnx"))
 
 
 def _fake_spandrel(calls: list) -> types.ModuleType:
