@@ -83,3 +83,37 @@ def info(
             meta.sdenhance, indent=2, ensure_ascii=False, default=str
         ).splitlines():
             _print(f"  {line}")
+
+
+@app.command()
+def doctor(
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")] = False,
+) -> None:
+    """Show the device, dtype, attention backend, library versions, optional extras, the
+    bundled Real-ESRGAN models and the diffusion models found in the Hugging Face cache."""
+    from ..engine import EXTRAS, doctor_report
+    from ..upscalers import upscaler_names
+
+    report = doctor_report()
+    report["upscalers"] = upscaler_names()
+    if as_json:
+        out_console.print_json(json.dumps(report))
+        return
+    for key in ("device", "cuda", "dtype", "attention", "torch", "diffusers", "transformers", "hf_cache", "offline"):
+        if report.get(key) is not None:
+            _print(f"{key:13} {report[key]}")
+    if "cpu_bf16_speedup" in report:
+        _print(f"{'bf16 speedup':13} {report['cpu_bf16_speedup']}× vs fp32 on this CPU (bf16 is chosen at ≥ 1.3×)")
+    extras = ", ".join(
+        f"{name} ({'yes' if present else 'no: pip install sdenhance[' + EXTRAS[name] + ']'})"
+        for name, present in report["extras"].items()
+    )
+    _print(f"{'extras':13} {extras}")
+    _print(f"{'upscalers':13} {', '.join(report['upscalers'])}")
+    if report["models"]:
+        for m in report["models"]:
+            _print(f"{'model':13} {m['id']} ({m['family']}, {m['role']}{', inpainting' if m['inpaint'] else ''})")
+    else:
+        _print(f"{'models':13} none in the cache; defaults download on first use (or pass --model PATH)")
+    for family, d in report["defaults"].items():
+        _print(f"{'default ' + family:13} {d['model']} + {d['controlnet']}")
