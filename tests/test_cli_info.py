@@ -120,17 +120,11 @@ def test_info_errors_are_one_line_exit_2(tmp_path, runner, make, expected):
 
 
 def test_doctor_reports_device_extras_and_upscalers():
-    import json as _json
-
-    from typer.testing import CliRunner as _Runner
-
-    from sdenhance.cli import app as _app
-
-    result = _Runner().invoke(_app, ["doctor", "--json"])
+    result = CliRunner().invoke(app, ["doctor", "--json"])
     assert result.exit_code == 0, result.output
-    report = _json.loads(result.stdout)
+    report = json.loads(result.stdout)
     assert report["device"] == "cpu" and report["attention"] == "sdpa"
     assert "realesrgan-x4plus" in report["upscalers"]
     assert report["extras"]["spandrel"] in (True, False)
-    text = _Runner().invoke(_app, ["doctor"])
+    text = CliRunner().invoke(app, ["doctor"])
     assert text.exit_code == 0 and "extras" in text.stdout and "default sd15" in text.stdout
