@@ -135,6 +135,15 @@ def test_plan_counts_tiles_and_steps():
     assert "1200×800" in p.describe()
 
 
+def test_vae_tiling_fits_any_canvas():
+    assert tu.vae_tiling(512, (4096, 2048)) == (512, 64)
+    assert tu.vae_tiling(512, (80, 48)) == (80, 16)
+    assert tu.vae_tiling(512, (8, 8)) == (8, 0)
+    for canvas in [(8, 8), (16, 8), (80, 48), (600, 8), (1000, 1000)]:
+        tile, overlap = tu.vae_tiling(512, canvas)
+        assert overlap < tile and tile % 8 == 0 and overlap % 8 == 0
+
+
 def test_target_size_and_limits():
     assert tu.target_size((100, 50), tu.Options(width=300)) == (300, 150)
     assert tu.target_size((100, 50), tu.Options(height=75)) == (150, 75)

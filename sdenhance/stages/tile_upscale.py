@@ -217,6 +217,14 @@ def tiled_denoise(
 # tiled VAE
 
 
+def vae_tiling(max_tile: int, canvas: tuple[int, int]) -> tuple[int, int]:
+    """VAE tile and overlap in px (multiples of 8): the overlap is a quarter tile, at most 64."""
+    tile = min(max_tile, max(canvas))
+    tile = max(LATENT_FACTOR, tile - tile % LATENT_FACTOR)
+    overlap = min(64, (tile // 4) // LATENT_FACTOR * LATENT_FACTOR)
+    return tile, overlap
+
+
 def _vae_tiles(width: int, height: int, tile: int, overlap: int) -> list[tiling.Tile]:
     tw = tiling.fit_tile(width, tile, overlap)
     th = tiling.fit_tile(height, tile, overlap)
@@ -373,10 +381,9 @@ def run(image: Image.Image, opts: Options, ctx: Context) -> Image.Image:
     from ..engine import make_scheduler
 
     vae = engine.base.vae
-    vae_tile = min(opts.vae_tile, max(cw, ch))
-    vae_tile = max(64, vae_tile - vae_tile % 64)
+    vae_tile, vae_overlap = vae_tiling(opts.vae_tile, (cw, ch))
     ctx.progress("encode", 0, 1)
-    init = vae_encode(vae, canvas, tile=vae_tile, device=engine.device, dtype=engine.dtype)
+    init = vae_encode(vae, canvas, tile=vae_tile, overlap=vae_overlap, device=engine.device, dtype=engine.dtype)
 
     # 4. schedule and noise: img2img starts part-way down the schedule
     scheduler = make_scheduler(opts.scheduler, engine.base.scheduler.config)
@@ -403,7 +410,7 @@ def run(image: Image.Image, opts: Options, ctx: Context) -> Image.Image:
 
     # 6. decode, crop, colour-fix against the pre-upscale, blend
     ctx.progress("decode", 0, 1)
-    out = vae_decode(vae, latents.cpu(), tile=vae_tile, device=engine.device, dtype=engine.dtype)
+    out = vae_decode(vae, latents.cpu(), tile=vae_tile, overlap=vae_overlap, device=engine.device, dtype=engine.dtype)
     out = out[: size_out[1], : size_out[0]]
     if opts.color_fix != "none":
         from ..ops.color import color_transfer
