@@ -90,6 +90,7 @@ def facefix(
             rich_help_panel=c.P_COLOUR,
         ),
     ] = True,
+    preset: c.Preset = None,
     prompt: Annotated[
         str | None,
         typer.Option(
@@ -126,7 +127,7 @@ def facefix(
     c.check_seed(seed)
     opts = build_options(
         "facefix",
-        c.drop_none(
+        c.with_preset(preset, c.drop_none(
             prompt=prompt,
             negative_prompt=negative_prompt,
             strength=strength,
@@ -141,7 +142,7 @@ def facefix(
             steps=steps,
             guidance=guidance,
             scheduler=scheduler,
-        ),
+        ), "facefix"),
     )
     engine = c.engine_config(
         model=model,

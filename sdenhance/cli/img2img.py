@@ -16,8 +16,10 @@ app = typer.Typer()
 def img2img(
     inputs: c.Inputs,
     strength: Annotated[float | None, typer.Option("--strength", "-s", help="How much to change, 0–1: 0 keeps the image, 1 repaints it.", rich_help_panel=c.P_DIFF)] = None,
+    preset: c.Preset = None,
     prompt: c.Prompt = None,
     negative_prompt: c.NegativePrompt = None,
+    no_input_prompt: c.NoInputPrompt = False,
     steps: c.Steps = None,
     guidance: c.Guidance = None,
     seed: c.Seed = None,
@@ -37,10 +39,8 @@ def img2img(
     """Refine images with Stable Diffusion img2img at a chosen strength."""
     c.setup_logging(verbose)
     c.check_seed(seed)
-    opts = build_options(
-        "img2img",
-        c.drop_none(prompt=prompt, negative_prompt=negative_prompt, strength=strength, steps=steps, guidance=guidance, scheduler=scheduler),
-    )
+    values = c.drop_none(prompt=prompt, negative_prompt=negative_prompt, strength=strength, steps=steps, guidance=guidance, scheduler=scheduler)
+    opts = build_options("img2img", c.with_preset(preset, values, "img2img"))
     engine = c.engine_config(model=model, model_config=model_config, device=device, dtype=dtype, offload=offload,
                              vae_tiling=vae_tiling, attention_slicing=attention_slicing, allow_pickle=allow_pickle)
 
@@ -48,6 +48,7 @@ def img2img(
         from ..image import load_image
 
         loaded = load_image(item.input)
-        return apply_stage("img2img", join_alpha(loaded.image, loaded.alpha), opts, ctx), {}
+        item_opts = c.use_input_prompt(loaded, opts, ctx, enabled=prompt is None and not no_input_prompt)
+        return apply_stage("img2img", join_alpha(loaded.image, loaded.alpha), item_opts, ctx), {}
 
     c.process_images(inputs, output, "img2img", work, overwrite=overwrite, engine=engine, seed=seed)

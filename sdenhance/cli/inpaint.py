@@ -246,6 +246,7 @@ def inpaint(
             rich_help_panel=c.P_DIFF,
         ),
     ] = None,
+    preset: c.Preset = None,
     prompt: c.Prompt = None,
     negative_prompt: c.NegativePrompt = None,
     steps: c.Steps = None,
@@ -273,7 +274,7 @@ def inpaint(
     c.check_seed(seed)
     opts = build_options(
         "inpaint",
-        c.drop_none(
+        c.with_preset(preset, c.drop_none(
             prompt=prompt,
             negative_prompt=negative_prompt,
             strength=strength,
@@ -287,7 +288,7 @@ def inpaint(
             fill=fill,
             color_match=color_match,
             mask_resize=mask_resize,
-        ),
+        ), "inpaint"),
     )
     engine = c.engine_config(
         model=model,

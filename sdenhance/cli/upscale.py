@@ -34,6 +34,7 @@ def upscale(
     vae_tile: Annotated[int | None, typer.Option("--vae-tile", help="VAE tile in px, a multiple of 64, ≥ 128 (smaller: less memory). Default 512.", rich_help_panel=c.P_TILE)] = None,
     color_fix: Annotated[str | None, typer.Option("--color-fix", help="Colour fix against the pre-upscale: wavelet (default), lab, hist, adain or none.", rich_help_panel=c.P_COLOUR)] = None,
     blend: Annotated[float | None, typer.Option("--blend", help="Opacity 0–1 of the generated result over the pre-upscale; lower keeps more original texture. Default 1.", rich_help_panel=c.P_COLOUR)] = None,
+    no_input_prompt: c.NoInputPrompt = False,
     output: c.Output = None,
     overwrite: c.Overwrite = False,
     model: c.Model = None,
@@ -58,7 +59,7 @@ def upscale(
         upscaler=upscaler, tile=tile, overlap=overlap, tile_batch=tile_batch, vae_tile=vae_tile,
         color_fix=color_fix, blend=blend,
     )
-    values = c.with_preset(preset, values)
+    values = c.with_preset(preset, values, "upscale")
     opts = build_options("upscale", values)
     engine = c.engine_config(model=model, controlnet=controlnet, model_config=model_config, device=device, dtype=dtype,
                              offload=offload, attention_slicing=attention_slicing, allow_pickle=allow_pickle)
@@ -67,8 +68,8 @@ def upscale(
         from ..image import load_image
 
         loaded = load_image(item.input)
-        c.use_input_prompt(loaded, opts, ctx)
-        return apply_stage("upscale", join_alpha(loaded.image, loaded.alpha), opts, ctx), {}
+        item_opts = c.use_input_prompt(loaded, opts, ctx, enabled=prompt is None and not no_input_prompt)
+        return apply_stage("upscale", join_alpha(loaded.image, loaded.alpha), item_opts, ctx), {}
 
     label = f"x{opts.scale:g}" if not (opts.width or opts.height) else f"{opts.width or ''}x{opts.height or ''}"
     c.process_images(inputs, output, "upscale", work, overwrite=overwrite, engine=engine, seed=seed, fields={"scale": label})
