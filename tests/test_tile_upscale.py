@@ -243,3 +243,73 @@ def test_cli_upscale_with_tiny_model_writes_metadata(models, tmp_path, photo):
     meta = read_metadata(out)
     assert meta.sdenhance["seed"] == 9 and meta.sdenhance["steps"][0]["stage"] == "upscale"
     assert meta.parameters["Seed"] in (9, "9")
+
+
+# ---------------------------------------------------------------------------------------------
+# memory
+
+
+def test_out_of_memory_steps_down_the_tile_batch(models, photo, monkeypatch, caplog):
+    real = tu._make_predict
+    batches = []
+
+    def fragile(engine, opts, control, cond):
+        predict = real(engine, opts, control, cond)
+
+        def wrapped(crops, group, t):
+            batches.append(crops.shape[0])
+            if crops.shape[0] > 1:
+                raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+            return predict(crops, group, t)
+
+        return wrapped
+
+    monkeypatch.setattr(tu, "_make_predict", fragile)
+    enh = Enhancer(models["sd15"], controlnet=models["sd15-controlnet"])
+    with caplog.at_level("WARNING", logger="sdenhance"):
+        out = enh.upscale(photo, seed=3, **small_opts(tile_batch=4))
+    assert out.size == (192, 160)
+    assert "out of memory" in caplog.text and enh.last_record["memory_fallback"]["tile_batch"] == 1
+    assert batches[0] > 1 and set(batches[-4:]) == {1}
+    # the retry gives what a first run at tile batch 1 gives
+    monkeypatch.setattr(tu, "_make_predict", real)
+    ref = enh.upscale(photo, seed=3, **small_opts(tile_batch=1))
+    assert np.array_equal(np.asarray(out), np.asarray(ref))
+
+
+def test_memory_fallbacks_end_at_batch_one_and_small_tiles():
+    tries = tu.memory_fallbacks(tu.Options(tile_batch=8, tile=1024, overlap=64), 512)
+    assert [t.tile_batch for t in tries[:4]] == [8, 4, 2, 1]
+    assert tries[-1].tile == 256 and tries[-1].tile_batch == 1 and tries[-1].overlap < 256
+
+
+def test_cpu_refuses_work_that_cannot_fit(models, photo, monkeypatch):
+    import psutil
+
+    class Tiny:
+        available = 50 * 2**20
+
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: Tiny())
+    with pytest.raises(SdenhanceError, match=r"needs about .* GiB .* free"):
+        Enhancer(models["sd15"], controlnet=models["sd15-controlnet"]).upscale(photo, seed=0, **small_opts(scale=8))
+
+
+def test_estimate_beyond_the_image_buffers_is_bounded_by_the_tile():
+    opts = tu.Options(scale=4, creativity=0.3)
+    buffers = lambda p: p.canvas[0] * p.canvas[1] * 3 * 4 * 6  # noqa: E731
+    extra = []
+    for side in (256, 1024, 2048):
+        p = tu.plan((side, side), opts)
+        extra.append(tu.estimate_bytes(p, opts, "sd15", 4) - buffers(p))
+    full_tile_batch = tu.ACTIVATION_BYTES["sd15"] * opts.tile_batch * 2  # CFG pairs
+    assert all(e <= full_tile_batch for e in extra)  # 1 MP or 64 MP output: same bound
+    assert extra[2] <= extra[1]
+
+
+def test_long_prompts_are_warned_not_silently_cut(models, photo, caplog):
+    long_prompt = ", ".join(["a very detailed photo of a tabby cat"] * 20)
+    with caplog.at_level("WARNING", logger="sdenhance"):
+        Enhancer(models["sd15"], controlnet=models["sd15-controlnet"]).upscale(
+            photo, seed=0, prompt=long_prompt, **small_opts(steps=2)
+        )
+    assert "tokens" in caplog.text and "ignored" in caplog.text

@@ -6,6 +6,7 @@ one line on stderr and exit 2; Ctrl-C exits 130; anything else keeps its traceba
 
 from __future__ import annotations
 
+import signal
 import sys
 
 import click
@@ -51,8 +52,14 @@ def _register() -> None:
 _register()
 
 
+def _terminate(signum: int, frame: object) -> None:
+    """SIGTERM ends the run like Ctrl-C: temp files are removed and no partial output remains."""
+    raise KeyboardInterrupt
+
+
 def main() -> None:
     """Console-script entry point."""
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         app()
     except KeyboardInterrupt:  # raised outside a command (e.g. while importing torch)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from ..engine import DEFAULT_SCHEDULER, SCHEDULERS
+from ..engine import DEFAULT_SCHEDULER, SCHEDULERS, warn_long_prompts
 from ..options import option
 from ..stages import Context
 
@@ -49,6 +49,7 @@ def run(image: Image.Image, opts: Options, ctx: Context) -> Image.Image:
     # 2. models and seed
     engine = ctx.engine
     pipe = engine.img2img(opts.scheduler)
+    warn_long_prompts(pipe.tokenizer, opts.prompt, opts.negative_prompt)
     seed = ctx.resolve_seed()
     # 3. the VAE needs sizes divisible by 8
     padded, (w, h) = pad_to_multiple(image, 8)

@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from ..engine import DEFAULT_SCHEDULER, SCHEDULERS
+from ..engine import DEFAULT_SCHEDULER, SCHEDULERS, warn_long_prompts
 from ..errors import SdenhanceError
 from ..ops.color import color_transfer
 from ..ops.masks import (
@@ -263,6 +263,7 @@ def repaint(
         progress(i + 1, pipe_.num_timesteps)
         return kwargs
 
+    warn_long_prompts(pipe.tokenizer, opts.prompt, opts.negative_prompt)
     out = pipe(
         prompt=opts.prompt,
         negative_prompt=opts.negative_prompt or None,

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image
 
-from ..engine import DEFAULT_SCHEDULER, SCHEDULERS
+from ..engine import DEFAULT_SCHEDULER, SCHEDULERS, warn_long_prompts
 from ..errors import SdenhanceError
 from ..image import from_array, to_array
 from ..ops import tiling
@@ -293,6 +293,7 @@ def _conditioning(engine: Any, opts: Options, guidance: bool) -> dict[str, Any]:
     import torch
 
     pipe = engine.controlnet_img2img(None)
+    warn_long_prompts(pipe.tokenizer, opts.prompt, opts.negative_prompt)
     device = engine.device
     if engine.family == "sdxl":
         pe, npe, pooled, npooled = pipe.encode_prompt(
@@ -306,7 +307,7 @@ def _conditioning(engine: Any, opts: Options, guidance: bool) -> dict[str, Any]:
     return {"prompt_embeds": torch.cat([npe, pe]) if guidance else pe}
 
 
-def _make_predict(engine: Any, opts: Options, control: np.ndarray, tiles_px: int, cond: dict[str, Any]) -> PredictFn:
+def _make_predict(engine: Any, opts: Options, control: np.ndarray, cond: dict[str, Any]) -> PredictFn:
     """The model call for a batch of latent tiles: ControlNet-tile + UNet with CFG."""
     import torch
 
@@ -357,35 +358,93 @@ def pre_upscale(image: Image.Image, size: tuple[int, int], opts: Options, ctx: C
     )
 
 
-def run(image: Image.Image, opts: Options, ctx: Context) -> Image.Image:
-    # 1. check inputs and plan the work (before any model loads)
-    size_out = target_size(image.size, opts)
-    if opts.creativity == 0:
-        # 2a. the pre-upscaler alone: offline, no diffusion model
-        ctx.record.update(size_in=list(image.size), size_out=list(size_out))
-        return pre_upscale(image, size_out, opts, ctx)
-    engine = ctx.engine
-    work = plan(image.size, opts, engine.native_resolution)
-    log.info("plan: %s", work.describe())
-    started = time.perf_counter()
+# ---------------------------------------------------------------------------------------------
+# memory: estimate on CPU, step down on out-of-memory
 
-    # 2. pre-upscale to the target, then pad to the latent grid
-    up = pre_upscale(image, size_out, opts, ctx)
-    up_arr = to_array(up)
-    cw, ch = work.canvas
-    canvas = np.pad(up_arr, ((0, ch - up_arr.shape[0]), (0, cw - up_arr.shape[1]), (0, 0)), mode="edge")
 
-    # 3. encode the whole canvas with the tiled VAE
+# peak activation bytes of one fp32 sample through UNet + ControlNet on a native-size tile
+ACTIVATION_BYTES = {"sd15": 1.2e9, "sdxl": 4.0e9}
+
+
+def estimate_bytes(work: Plan, opts: Options, family: str, dtype_bytes: int) -> int:
+    """Memory an upscale needs beyond the loaded weights: image buffers plus the peak of the
+    tile activations and the VAE tile (an estimate, deliberately on the high side)."""
+    w, h = work.canvas
+    buffers = w * h * 3 * 4 * 6  # pre-upscale, canvas, output, colour-fix temporaries
+    t = work.tiles[0]
+    native = 1024 if family == "sdxl" else 512
+    per_sample = ACTIVATION_BYTES[family] * (t.width * t.height * 64) / native**2 * dtype_bytes / 4
+    samples = min(opts.tile_batch, len(work.tiles)) * (2 if opts.guidance > 1.0 else 1)
+    vae = min(opts.vae_tile, max(w, h)) ** 2 * 128 * 4 * 8  # decoder's full-size feature maps
+    return int(buffers + max(per_sample * samples, vae))
+
+
+def check_memory(work: Plan, opts: Options, engine: Any) -> None:
+    """On the CPU, refuse work that cannot fit in free memory instead of swapping or dying."""
+    if engine.device.type != "cpu":
+        return
+    import psutil
+
+    need = estimate_bytes(work, opts, engine.family, engine.dtype.itemsize)
+    free = psutil.virtual_memory().available
+    if need > 0.9 * free:
+        raise SdenhanceError(
+            f"this upscale needs about {need / 2**30:.1f} GiB of memory but {free / 2**30:.1f} GiB is free",
+            hint="lower --tile-batch or --tile, or upscale in two smaller passes",
+        )
+
+
+def _is_oom(exc: BaseException) -> bool:
+    import torch
+
+    if isinstance(exc, (torch.OutOfMemoryError, MemoryError)):
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
+
+
+def memory_fallbacks(opts: Options, native: int) -> list[Options]:
+    """What to try when memory runs out: halve the tile batch to 1, then smaller tiles (down
+    to 256 px) with a smaller VAE tile; each step costs speed, not quality of the merge."""
+    import dataclasses
+
+    tries = [opts]
+    batch = opts.tile_batch
+    while batch > 1:
+        batch //= 2
+        tries.append(dataclasses.replace(opts, tile_batch=batch))
+    tile = opts.tile or native
+    while tile > 256:
+        tile = max(256, tile // 2 // 8 * 8)
+        overlap = min(opts.overlap, tile // 4 // 8 * 8)
+        tries.append(dataclasses.replace(opts, tile_batch=1, tile=tile, overlap=overlap, vae_tile=256))
+    return tries
+
+
+# ---------------------------------------------------------------------------------------------
+# the stage
+
+
+def generate(size_in: tuple[int, int], up_arr: np.ndarray, opts: Options, ctx: Context) -> tuple[np.ndarray, Plan]:
+    """Encode, denoise in tiles and decode the pre-upscaled image (H, W, 3) -> same size."""
     import torch
 
     from ..engine import make_scheduler
 
+    engine = ctx.engine
+    work = plan(size_in, opts, engine.native_resolution)
+    check_memory(work, opts, engine)
+    log.info("plan: %s", work.describe())
+
+    # pad to the latent grid, encode the whole canvas with the tiled VAE
+    cw, ch = work.canvas
+    canvas = np.pad(up_arr, ((0, ch - up_arr.shape[0]), (0, cw - up_arr.shape[1]), (0, 0)), mode="edge")
     vae = engine.base.vae
     vae_tile, vae_overlap = vae_tiling(opts.vae_tile, (cw, ch))
     ctx.progress("encode", 0, 1)
     init = vae_encode(vae, canvas, tile=vae_tile, overlap=vae_overlap, device=engine.device, dtype=engine.dtype)
 
-    # 4. schedule and noise: img2img starts part-way down the schedule
+    # schedule and noise: img2img starts part-way down the schedule
     scheduler = make_scheduler(opts.scheduler, engine.base.scheduler.config)
     steps = effective_steps(opts.steps, opts.creativity)
     scheduler.set_timesteps(steps)
@@ -393,25 +452,59 @@ def run(image: Image.Image, opts: Options, ctx: Context) -> Image.Image:
     timesteps = scheduler.timesteps[start * scheduler.order :]
     if hasattr(scheduler, "set_begin_index"):
         scheduler.set_begin_index(start * scheduler.order)
-    seed = ctx.resolve_seed()
-    generator = engine.generator(seed)
+    generator = engine.generator(ctx.resolve_seed())
     noise = torch.randn(init.shape, generator=generator, dtype=torch.float32)
     latents = scheduler.add_noise(init, noise, timesteps[:1]).to(engine.device)
 
-    # 5. denoise all tiles together each step
+    # denoise all tiles together each step
     cond = _conditioning(engine, opts, opts.guidance > 1.0)
-    predict = _make_predict(engine, opts, canvas, opts.tile or engine.native_resolution, cond)
+    predict = _make_predict(engine, opts, canvas, cond)
     n_tiles = len(work.tiles)
     latents = tiled_denoise(
         latents, scheduler, timesteps, work.tiles, opts.overlap // LATENT_FACTOR, predict,
         batch=opts.tile_batch, generator=generator,
         progress=lambda done, total: ctx.progress(f"denoise ({n_tiles} tiles)", done, total),
     )
-
-    # 6. decode, crop, colour-fix against the pre-upscale, blend
     ctx.progress("decode", 0, 1)
     out = vae_decode(vae, latents.cpu(), tile=vae_tile, overlap=vae_overlap, device=engine.device, dtype=engine.dtype)
-    out = out[: size_out[1], : size_out[0]]
+    return out[: up_arr.shape[0], : up_arr.shape[1]], work
+
+
+def run(image: Image.Image, opts: Options, ctx: Context) -> Image.Image:
+    # 1. check inputs and the output size (before any model loads)
+    size_out = target_size(image.size, opts)
+    if opts.creativity == 0:
+        # the pre-upscaler alone: offline, no diffusion model
+        ctx.record.update(size_in=list(image.size), size_out=list(size_out))
+        return pre_upscale(image, size_out, opts, ctx)
+    engine = ctx.engine
+    started = time.perf_counter()
+
+    # 2. pre-upscale to the target
+    up_arr = to_array(pre_upscale(image, size_out, opts, ctx))
+
+    # 3. generate; when memory runs out, step down the tile batch, then the tile size
+    tries = memory_fallbacks(opts, engine.native_resolution)
+    for n, attempt in enumerate(tries):
+        try:
+            out, work = generate(image.size, up_arr, attempt, ctx)
+            break
+        except Exception as exc:
+            if not _is_oom(exc):
+                raise
+            _free_cache(engine)
+            if n + 1 == len(tries):
+                raise SdenhanceError(
+                    f"out of {engine.device.type.upper()} memory even with --tile-batch 1 and --tile 256",
+                    hint="use --offload model, --dtype fp16/bf16, or a smaller --scale",
+                ) from None
+            nxt = tries[n + 1]
+            log.warning(
+                "out of memory; retrying with --tile-batch %d --tile %s --vae-tile %d",
+                nxt.tile_batch, nxt.tile or engine.native_resolution, nxt.vae_tile,
+            )
+
+    # 4. colour-fix against the pre-upscale, blend
     if opts.color_fix != "none":
         from ..ops.color import color_transfer
 
@@ -420,7 +513,21 @@ def run(image: Image.Image, opts: Options, ctx: Context) -> Image.Image:
         out = opts.blend * out + (1.0 - opts.blend) * up_arr
     ctx.record.update(
         prompt=opts.prompt, negative_prompt=opts.negative_prompt, models=engine.describe(),
-        size_in=list(image.size), size_out=list(size_out), tiles=n_tiles,
+        size_in=list(image.size), size_out=list(size_out), tiles=len(work.tiles),
         seconds=round(time.perf_counter() - started, 2),
     )
+    if attempt is not opts:
+        ctx.record["memory_fallback"] = {"tile_batch": attempt.tile_batch, "tile": attempt.tile, "vae_tile": attempt.vae_tile}
     return from_array(out)
+
+
+def _free_cache(engine: Any) -> None:
+    import gc
+
+    import torch
+
+    gc.collect()
+    if engine.device.type == "cuda":
+        torch.cuda.empty_cache()
+    elif engine.device.type == "mps":
+        torch.mps.empty_cache()
