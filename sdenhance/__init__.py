@@ -11,4 +11,31 @@ from .errors import SdenhanceError
 
 __version__ = "0.1.0"
 
-__all__ = ["Enhancer", "SdenhanceError", "apply_stage", "build_options", "__version__"]
+__all__ = [
+    "Enhancer",
+    "SdenhanceError",
+    "__version__",
+    "apply_stage",
+    "build_options",
+    "load_preset",
+    "load_recipe",
+    "run_recipe",
+    "upscale",
+]
+
+
+def __getattr__(name: str):
+    """Lazy exports: presets, recipes and the plain upscaler import only when used."""
+    if name == "load_preset":
+        from .presets import load_preset
+
+        return load_preset
+    if name in ("load_recipe", "run_recipe"):
+        from . import recipes
+
+        return getattr(recipes, name)
+    if name == "upscale":
+        from .upscalers import upscale
+
+        return upscale
+    raise AttributeError(f"module 'sdenhance' has no attribute {name!r}")

@@ -186,6 +186,14 @@ class Enhancer:
         """Classical denoise (before upscaling: never upscale grain)."""
         return self.run("denoise", image, **options)
 
+    def run_recipe(
+        self, recipe: str | os.PathLike, image: ImageLike, *, overrides: dict[str, Any] | None = None, seed: int | None = None
+    ) -> Image.Image:
+        """Apply a recipe (bundled name, or a .toml path) with this enhancer's models."""
+        from .recipes import run_recipe
+
+        return run_recipe(recipe, image, enhancer=self, overrides=overrides, seed=seed)
+
     def facefix(self, image: ImageLike, **options: Any) -> Image.Image:
         """Detect faces and repaint them gently, keeping identity; the rest stays identical."""
         return self.run("facefix", image, **options)

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import math
+import types
+import typing
 from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -84,13 +87,47 @@ def check_value(name: str, value: Any, meta: Mapping[str, Any], *, where: str = 
         raise SdenhanceError(f"{prefix}`{name}` must be {_allowed(meta)}; got {value!r}")
 
 
+@functools.cache
+def _field_types(cls: type) -> dict[str, tuple[type, ...]]:
+    """Allowed runtime types per field, from the annotations (None left out: `nullable` rules)."""
+    hints = typing.get_type_hints(cls)
+    out: dict[str, tuple[type, ...]] = {}
+    for name, hint in hints.items():
+        args = typing.get_args(hint) if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union else (hint,)
+        allowed = tuple(typing.get_origin(a) or a for a in args if a is not type(None))
+        if float in allowed:
+            allowed += (int,)
+        out[name] = allowed
+    return out
+
+
+def _type_name(allowed: tuple[type, ...]) -> str:
+    names = {"str": "text", "float": "a number", "int": "a whole number", "bool": "true or false"}
+    if float in allowed:
+        allowed = tuple(t for t in allowed if t is not int)
+    return " or ".join(dict.fromkeys(names.get(t.__name__, t.__name__) for t in allowed))
+
+
 def validate(opts: Any, *, where: str = "") -> None:
-    """Check every field of an options dataclass against its declared bounds."""
+    """Check every field of an options dataclass against its declared type and bounds."""
+    prefix = f"{where}: " if where else ""
+    types_ = _field_types(type(opts))
     for f in dataclasses.fields(opts):
-        check_value(f.name, getattr(opts, f.name), f.metadata, where=where)
+        value = getattr(opts, f.name)
+        allowed = types_.get(f.name)
+        if value is not None and allowed:
+            ok = isinstance(value, allowed) and not (isinstance(value, bool) and bool not in allowed)
+            if not ok:
+                raise SdenhanceError(f"{prefix}`{f.name}` must be {_type_name(allowed)}; got {value!r}")
+        check_value(f.name, value, f.metadata, where=where)
     extra = getattr(opts, "check", None)
     if callable(extra):
-        extra()
+        try:
+            extra()
+        except SdenhanceError as exc:
+            if not where or str(exc).startswith(prefix):
+                raise
+            raise SdenhanceError(prefix + str(exc)) from None
 
 
 def describe(cls: type) -> list[dict[str, Any]]:

@@ -29,6 +29,18 @@ def _isolated(tmp_path_factory, monkeypatch):
     monkeypatch.delenv("SDENHANCE_CONTROLNET", raising=False)
     monkeypatch.delenv("SDENHANCE_INPAINT_MODEL", raising=False)
     monkeypatch.setenv("SDENHANCE_CPU_DTYPE", "fp32")  # no micro-benchmark per test run
+    monkeypatch.setenv("SDENHANCE_HOME", str(tmp_path_factory.getbasetemp() / "sdenhance-home"))
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread():
+    """Tiny models are dominated by threading overhead: one thread is faster and steadier."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="session")

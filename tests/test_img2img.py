@@ -79,3 +79,20 @@ def test_cli_img2img_writes_output_with_metadata(models, tmp_path, photo):
     again = CliRunner().invoke(app, args)
     assert again.exit_code == 0 and out.stat().st_mtime_ns == mtime
     assert "exists" in again.stderr
+
+
+def test_option_types_are_checked_before_loading(photo):
+    enh = Enhancer("nobody/missing")
+    with pytest.raises(SdenhanceError, match="`strength` must be a number; got 'high'"):
+        enh.img2img(photo, strength="high")
+    with pytest.raises(SdenhanceError, match="`steps` must be a whole number"):
+        enh.img2img(photo, steps=2.5)
+    with pytest.raises(SdenhanceError, match="`prompt` must be text"):
+        enh.img2img(photo, prompt=3)
+
+
+def test_public_exports():
+    import sdenhance
+
+    assert callable(sdenhance.run_recipe) and callable(sdenhance.load_preset) and callable(sdenhance.upscale)
+    assert sdenhance.load_preset("portrait").defaults("upscale")["creativity"] <= 0.4
