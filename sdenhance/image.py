@@ -431,6 +431,8 @@ def _tifffile_page(path: Path) -> tuple[np.ndarray, dict[int, Any], int]:
         array = page.asarray()
         if page.axes.startswith("S") and array.ndim == 3:  # planar (separate) samples
             array = np.moveaxis(array, 0, -1)
+        if array.ndim not in (2, 3) or 0 in array.shape:  # tifffile gives (0,) for bad data
+            raise ValueError(f"no decodable pixels (got an array of shape {array.shape})")
         tags = {tag.code: tag.value for tag in page.tags.values()}
         return array, tags, len(tif.pages)
 
