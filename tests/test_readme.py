@@ -58,12 +58,12 @@ def test_python_example_runs(world):
 
 def test_every_command_line_runs(world):
     lines = [ln for ln in blocks("console")[1].splitlines() if ln.startswith("sdenhance ")]
-    assert len(lines) >= 10
+    assert len(lines) >= 14
     fast = ["--steps", "2"]
     for line in lines:
         args = shlex.split(line)[1:]
         args = [str(p) for a in args for p in (sorted(world.glob(a)) if "*" in a else [a])]
-        if args[0] in {"upscale", "img2img", "inpaint", "run"}:
+        if args[0] in {"upscale", "img2img", "inpaint", "facefix", "run"}:
             args += ["--set", "steps=2"] if args[0] == "run" else fast
         result = CliRunner().invoke(app, args, catch_exceptions=False)
         assert result.exit_code == 0, (line, result.output)
