@@ -431,7 +431,7 @@ def _check_entry(path: Path, name: str, entry: Any, data_size: int) -> tuple[int
     if not isinstance(entry, dict):
         raise _corrupt(path, f"tensor {name!r} has no dtype/shape/data_offsets")
     dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
-    if dtype not in _DTYPE_BITS:
+    if not isinstance(dtype, str) or dtype not in _DTYPE_BITS:
         raise _corrupt(path, f"tensor {name!r} has unknown dtype {dtype!r}")
     if not isinstance(shape, list) or not all(
         isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape

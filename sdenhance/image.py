@@ -258,6 +258,8 @@ def _open_past_pillow_limit(path: Path) -> Image.Image:
             return plugin(path)
         except (SyntaxError, OSError, ValueError, EOFError, TypeError):
             continue
+        except Image.DecompressionBombError:  # WebP's plugin checks Pillow's limit itself
+            break
     raise SdenhanceError(f"{path}: refused: the image is too large to decode safely")
 
 
