@@ -299,3 +299,52 @@ def _rank_device(engine: EngineConfig | None) -> EngineConfig | None:
         return engine
     local = int(os.environ.get("LOCAL_RANK", "0") or 0)
     return dataclasses.replace(engine, device=f"cuda:{local % count}")
+
+
+# ---------------------------------------------------------------------------------------------
+# the model and device options every generative command shares
+
+_ENGINE_OPTIONS: dict[str, tuple[Any, Any]] = {
+    "model": (Model, None),
+    "controlnet": (ControlNet, None),
+    "inpaint_model": (InpaintModel, None),
+    "model_config": (ModelConfig, None),
+    "allow_pickle": (AllowPickle, False),
+    "device": (Device, "auto"),
+    "dtype": (Dtype, "auto"),
+    "offload": (Offload, "none"),
+    "vae_tiling": (VaeTiling, False),
+    "attention_slicing": (AttentionSlicing, False),
+}
+_MODEL_ROLES = ("model", "controlnet", "inpaint_model")
+
+
+def engine_options(*roles: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Give a command the shared model, device and speed options, declared once here.
+
+    `roles` picks the models it offers (model, controlnet, inpaint_model); the command takes a
+    parameter `engine` and receives a checked `EngineConfig` there.
+    """
+    import functools
+    import inspect
+
+    names = [n for n in _ENGINE_OPTIONS if n not in _MODEL_ROLES or n in roles]
+
+    def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
+        sig = inspect.signature(fn, eval_str=True)
+        own = [p for p in sig.parameters.values() if p.name != "engine"]
+        extra = [
+            inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, annotation=_ENGINE_OPTIONS[n][0], default=_ENGINE_OPTIONS[n][1])
+            for n in names
+        ]
+
+        @functools.wraps(fn)
+        def command(*args: Any, **kwargs: Any) -> Any:
+            values = {n: kwargs.pop(n) for n in names}
+            return fn(*args, engine=engine_config(**values), **kwargs)
+
+        own = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) if p.kind == p.POSITIONAL_OR_KEYWORD else p for p in own]
+        command.__signature__ = sig.replace(parameters=own + extra)  # type: ignore[attr-defined]
+        return command
+
+    return wrap

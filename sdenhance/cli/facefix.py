@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from ..api import apply_stage, build_options, join_alpha
+from ..engine import EngineConfig
 from . import common as c
 
 app = typer.Typer()
@@ -15,6 +16,7 @@ P_FACES = "Faces"
 
 
 @app.command("facefix")
+@c.engine_options("model", "inpaint_model")
 def facefix(
     inputs: c.Inputs,
     strength: Annotated[
@@ -107,16 +109,8 @@ def facefix(
     scheduler: c.Scheduler = None,
     output: c.Output = None,
     overwrite: c.Overwrite = False,
-    model: c.Model = None,
-    inpaint_model: c.InpaintModel = None,
-    model_config: c.ModelConfig = None,
-    allow_pickle: c.AllowPickle = False,
-    device: c.Device = "auto",
-    dtype: c.Dtype = "auto",
-    offload: c.Offload = "none",
-    vae_tiling: c.VaeTiling = False,
-    attention_slicing: c.AttentionSlicing = False,
     verbose: c.Verbose = False,
+    engine: EngineConfig | None = None,
 ) -> None:
     """Find faces and repaint them gently for detail, keeping who they are.
 
@@ -143,17 +137,6 @@ def facefix(
             guidance=guidance,
             scheduler=scheduler,
         ), "facefix"),
-    )
-    engine = c.engine_config(
-        model=model,
-        inpaint_model=inpaint_model,
-        model_config=model_config,
-        device=device,
-        dtype=dtype,
-        offload=offload,
-        vae_tiling=vae_tiling,
-        attention_slicing=attention_slicing,
-        allow_pickle=allow_pickle,
     )
 
     def work(item, ctx):

@@ -7,12 +7,14 @@ from typing import Annotated
 import typer
 
 from ..api import apply_stage, build_options, join_alpha
+from ..engine import EngineConfig
 from . import common as c
 
 app = typer.Typer()
 
 
 @app.command("img2img")
+@c.engine_options("model")
 def img2img(
     inputs: c.Inputs,
     strength: Annotated[float | None, typer.Option("--strength", "-s", help="How much to change, 0–1: 0 keeps the image, 1 repaints it.", rich_help_panel=c.P_DIFF)] = None,
@@ -26,23 +28,14 @@ def img2img(
     scheduler: c.Scheduler = None,
     output: c.Output = None,
     overwrite: c.Overwrite = False,
-    model: c.Model = None,
-    model_config: c.ModelConfig = None,
-    allow_pickle: c.AllowPickle = False,
-    device: c.Device = "auto",
-    dtype: c.Dtype = "auto",
-    offload: c.Offload = "none",
-    vae_tiling: c.VaeTiling = False,
-    attention_slicing: c.AttentionSlicing = False,
     verbose: c.Verbose = False,
+    engine: EngineConfig | None = None,
 ) -> None:
     """Refine images with Stable Diffusion img2img at a chosen strength."""
     c.setup_logging(verbose)
     c.check_seed(seed)
     values = c.drop_none(prompt=prompt, negative_prompt=negative_prompt, strength=strength, steps=steps, guidance=guidance, scheduler=scheduler)
     opts = build_options("img2img", c.with_preset(preset, values, "img2img"))
-    engine = c.engine_config(model=model, model_config=model_config, device=device, dtype=dtype, offload=offload,
-                             vae_tiling=vae_tiling, attention_slicing=attention_slicing, allow_pickle=allow_pickle)
 
     def work(item, ctx):
         from ..image import load_image

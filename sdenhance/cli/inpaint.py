@@ -9,6 +9,7 @@ import typer
 from PIL import Image
 
 from ..api import apply_stage, build_options, join_alpha
+from ..engine import EngineConfig
 from ..errors import SdenhanceError
 from ..stages import Context
 from . import common as c
@@ -81,6 +82,7 @@ def _masked_input(path: Path, mask_image: Image.Image | None, ctx: Context) -> I
 
 
 @app.command("remove")
+@c.engine_options("model", "inpaint_model")
 def remove(
     inputs: c.Inputs,
     mask: MaskSource,
@@ -133,16 +135,8 @@ def remove(
     seed: c.Seed = None,
     output: c.Output = None,
     overwrite: c.Overwrite = False,
-    model: c.Model = None,
-    inpaint_model: c.InpaintModel = None,
-    model_config: c.ModelConfig = None,
-    allow_pickle: c.AllowPickle = False,
-    device: c.Device = "auto",
-    dtype: c.Dtype = "auto",
-    offload: c.Offload = "none",
-    vae_tiling: c.VaeTiling = False,
-    attention_slicing: c.AttentionSlicing = False,
     verbose: c.Verbose = False,
+    engine: EngineConfig | None = None,
 ) -> None:
     """Remove the masked object: fill it from its surroundings (OpenCV), then optionally refine.
 
@@ -165,17 +159,6 @@ def remove(
             guidance=guidance,
         ),
     )
-    engine = c.engine_config(
-        model=model,
-        inpaint_model=inpaint_model,
-        model_config=model_config,
-        device=device,
-        dtype=dtype,
-        offload=offload,
-        vae_tiling=vae_tiling,
-        attention_slicing=attention_slicing,
-        allow_pickle=allow_pickle,
-    )
     mask_image = _load_mask(mask)
 
     def work(item, ctx):
@@ -185,6 +168,7 @@ def remove(
 
 
 @app.command("inpaint")
+@c.engine_options("model", "inpaint_model")
 def inpaint(
     inputs: c.Inputs,
     mask: InpaintMask,
@@ -255,16 +239,8 @@ def inpaint(
     scheduler: c.Scheduler = None,
     output: c.Output = None,
     overwrite: c.Overwrite = False,
-    model: c.Model = None,
-    inpaint_model: c.InpaintModel = None,
-    model_config: c.ModelConfig = None,
-    allow_pickle: c.AllowPickle = False,
-    device: c.Device = "auto",
-    dtype: c.Dtype = "auto",
-    offload: c.Offload = "none",
-    vae_tiling: c.VaeTiling = False,
-    attention_slicing: c.AttentionSlicing = False,
     verbose: c.Verbose = False,
+    engine: EngineConfig | None = None,
 ) -> None:
     """Repaint the masked part of an image with a prompt; every other pixel stays bit-identical.
 
@@ -289,17 +265,6 @@ def inpaint(
             color_match=color_match,
             mask_resize=mask_resize,
         ), "inpaint"),
-    )
-    engine = c.engine_config(
-        model=model,
-        inpaint_model=inpaint_model,
-        model_config=model_config,
-        device=device,
-        dtype=dtype,
-        offload=offload,
-        vae_tiling=vae_tiling,
-        attention_slicing=attention_slicing,
-        allow_pickle=allow_pickle,
     )
     mask_image = _load_mask(mask)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -9,6 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
+from ..engine import EngineConfig
 from ..errors import SdenhanceError
 from . import common as c
 
@@ -130,6 +132,7 @@ def recipes(
 
 
 @app.command("run")
+@c.engine_options("model", "controlnet", "inpaint_model")
 def run(
     recipe: Annotated[str | None, typer.Argument(help="Recipe name (see `sdenhance recipes`) or .toml path; with --from, the first input.", show_default=False)] = None,
     inputs: Annotated[list[str] | None, typer.Argument(help="Image files, folders or globs.", show_default=False)] = None,
@@ -139,17 +142,8 @@ def run(
     no_input_prompt: c.NoInputPrompt = False,
     output: c.Output = None,
     overwrite: c.Overwrite = False,
-    model: c.Model = None,
-    controlnet: c.ControlNet = None,
-    inpaint_model: c.InpaintModel = None,
-    model_config: c.ModelConfig = None,
-    allow_pickle: c.AllowPickle = False,
-    device: c.Device = "auto",
-    dtype: c.Dtype = "auto",
-    offload: c.Offload = "none",
-    vae_tiling: c.VaeTiling = False,
-    attention_slicing: c.AttentionSlicing = False,
     verbose: c.Verbose = False,
+    engine: EngineConfig | None = None,
 ) -> None:
     """Run a recipe's steps on images, or re-run an output with --from.
 
@@ -171,9 +165,12 @@ def run(
         specs = specs or [_recorded_input(record, from_image)]
         seed = seed if seed is not None else _recorded_seed(record)
         models = record.get("models") or {}
-        model = model or _recorded_model(models, "model")
-        controlnet = controlnet or _recorded_model(models, "controlnet")
-        inpaint_model = inpaint_model or _recorded_model(models, "inpaint_model")
+        engine = dataclasses.replace(  # flags win over the recorded models
+            engine,
+            model=engine.model or _recorded_model(models, "model"),
+            controlnet=engine.controlnet or _recorded_model(models, "controlnet"),
+            inpaint_model=engine.inpaint_model or _recorded_model(models, "inpaint_model"),
+        )
         op = "rerun"
     else:
         if recipe is None:
@@ -183,9 +180,6 @@ def run(
         the_recipe = load_recipe(recipe)
         op = the_recipe.name
     steps = the_recipe.validate(overrides)  # every step checked before any model loads
-    engine = c.engine_config(model=model, controlnet=controlnet, inpaint_model=inpaint_model, model_config=model_config,
-                             device=device, dtype=dtype, offload=offload, vae_tiling=vae_tiling,
-                             attention_slicing=attention_slicing, allow_pickle=allow_pickle)
     offer = from_image is None and not no_input_prompt
     expected = (record.get("input") or {}).get("sha256") if isinstance(record.get("input"), dict) else None
 

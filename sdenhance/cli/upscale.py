@@ -7,12 +7,14 @@ from typing import Annotated
 import typer
 
 from ..api import apply_stage, build_options, join_alpha
+from ..engine import EngineConfig
 from . import common as c
 
 app = typer.Typer()
 
 
 @app.command("upscale")
+@c.engine_options("model", "controlnet")
 def upscale(
     inputs: c.Inputs,
     scale: Annotated[float | None, typer.Option("--scale", help="Upscale factor ≥ 1 (default 2); ignored with --width/--height.", rich_help_panel="Size")] = None,
@@ -37,15 +39,8 @@ def upscale(
     no_input_prompt: c.NoInputPrompt = False,
     output: c.Output = None,
     overwrite: c.Overwrite = False,
-    model: c.Model = None,
-    controlnet: c.ControlNet = None,
-    model_config: c.ModelConfig = None,
-    allow_pickle: c.AllowPickle = False,
-    device: c.Device = "auto",
-    dtype: c.Dtype = "auto",
-    offload: c.Offload = "none",
-    attention_slicing: c.AttentionSlicing = False,
     verbose: c.Verbose = False,
+    engine: EngineConfig | None = None,
 ) -> None:
     """Upscale images: Real-ESRGAN pre-upscale, then seam-free ControlNet-tile diffusion in tiles.
 
@@ -61,8 +56,6 @@ def upscale(
     )
     values = c.with_preset(preset, values, "upscale")
     opts = build_options("upscale", values)
-    engine = c.engine_config(model=model, controlnet=controlnet, model_config=model_config, device=device, dtype=dtype,
-                             offload=offload, attention_slicing=attention_slicing, allow_pickle=allow_pickle)
 
     def work(item, ctx):
         from ..image import load_image
