@@ -683,7 +683,11 @@ def load_pickle_weights(path: Path) -> dict[str, torch.Tensor]:
         with path.open("rb") as f:
             obj = torch.load(f, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        # torch's message starts with how to load the file anyway (with terminal escapes);
+        # the reason is on its `WeightsUnpickler error:` line
+        text = re.sub(r"\x1b\[[0-9;]*m", "", str(e)).strip()
+        found = re.search(r"WeightsUnpickler error: (.*?)(?:\.\s|\.?$)", text, re.M)
+        reason = found.group(1) if found else text.splitlines()[0] if text else type(e).__name__
         raise SdenhanceError(
             f"refusing to unpickle {path}: it holds more than plain weights ({reason})",
             hint="use a .safetensors version of this model",
