@@ -269,9 +269,14 @@ def _check_size(path: Path, size: tuple[int, int], max_pixels: int | None) -> No
         raise SdenhanceError(f"cannot read {path}: invalid size {width}x{height}")
     if max_pixels is not None and width * height > max_pixels:
         raise SdenhanceError(
-            f"{path}: {width}x{height} ({width * height / 1e6:.1f} MP) is larger than the limit of "
-            f"{max_pixels / 1e6:.1f} MP; raise it with {MAX_PIXELS_ENV}=<pixels> if you trust the file"
+            f"{path}: {width}x{height} ({_pixel_count(width * height)}) is larger than the limit of "
+            f"{_pixel_count(max_pixels)}; raise it with {MAX_PIXELS_ENV}=<pixels> if you trust the file"
         )
+
+
+def _pixel_count(n: int) -> str:
+    """'400.0 MP', or '3,072 pixels' where megapixels would round to 0.0 or 0.1."""
+    return f"{n / 1e6:.1f} MP" if n >= 150_000 else f"{n:,} pixels"
 
 
 def _decode(im: Image.Image, path: Path, fmt: str) -> None:
