@@ -205,6 +205,7 @@ def resolve(spec: str, *, role: str = "pipeline", allow_pickle: bool = False) ->
         from . import checkpoints
 
         suffix = path.suffix.lower()
+        given = path  # errors name the user's file, not its converted copy
         if checkpoints.is_pickle(path):  # by content: a renamed pickle is still a pickle
             if not allow_pickle:
                 raise SdenhanceError(
@@ -216,7 +217,7 @@ def resolve(spec: str, *, role: str = "pipeline", allow_pickle: bool = False) ->
             raise SdenhanceError(f"{path}: unsupported checkpoint type `{suffix}`; use .safetensors")
         checkpoints.check_safetensors(path)
         info = checkpoints.inspect_checkpoint(path)
-        checkpoints.expect_kind(info, role, path)
+        checkpoints.expect_kind(info, role, given)
         return ResolvedModel(spec, "single_file", path, info.family, role, info.inpaint)
     if path.is_dir():
         family, inpaint, found_role = _folder_info(path, role)
