@@ -439,6 +439,7 @@ def generate(size_in: tuple[int, int], up_arr: np.ndarray, opts: Options, ctx: C
     # pad to the latent grid, encode the whole canvas with the tiled VAE
     cw, ch = work.canvas
     canvas = np.pad(up_arr, ((0, ch - up_arr.shape[0]), (0, cw - up_arr.shape[1]), (0, 0)), mode="edge")
+    engine.controlnet  # noqa: B018  first: a ControlNet of the wrong family fails before the base loads
     vae = engine.base.vae
     vae_tile, vae_overlap = vae_tiling(opts.vae_tile, (cw, ch))
     ctx.progress("encode", 0, 1)
