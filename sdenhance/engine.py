@@ -354,6 +354,21 @@ def warn_long_prompts(tokenizer: Any, *prompts: str | None) -> None:
             )
 
 
+@functools.lru_cache(maxsize=1)
+def _dtype_keyword() -> str:
+    """diffusers ≥ 0.42 takes `dtype=` and warns on `torch_dtype=`; older releases know only the latter."""
+    try:
+        from diffusers.utils import deprecation_utils
+
+        return "dtype" if hasattr(deprecation_utils, "_resolve_dtype") else "torch_dtype"
+    except ImportError:
+        return "torch_dtype"
+
+
+def _dtype_kwargs(dtype: Any) -> dict[str, Any]:
+    return {_dtype_keyword(): dtype}
+
+
 def _quiet_libraries() -> None:
     """diffusers/transformers chatter (progress bars, torchvision notes) stays out of stderr."""
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # read at import: before it
@@ -431,7 +446,7 @@ class Engine:
             cls = diffusers.StableDiffusionXLInpaintPipeline if xl else diffusers.StableDiffusionInpaintPipeline
         else:
             cls = diffusers.StableDiffusionXLImg2ImgPipeline if xl else diffusers.StableDiffusionImg2ImgPipeline
-        kwargs: dict[str, Any] = {"torch_dtype": self.dtype}
+        kwargs: dict[str, Any] = _dtype_kwargs(self.dtype)
         if not xl:
             kwargs.update(safety_checker=None, requires_safety_checker=False)
         t0 = time.perf_counter()
@@ -496,7 +511,7 @@ class Engine:
             kwargs: dict[str, Any] = dict(components)
             if scheduler is not None:
                 kwargs["scheduler"] = make_scheduler(scheduler, source.scheduler.config)
-            pipe = cls.from_pipe(source, torch_dtype=self.dtype, **kwargs)
+            pipe = cls.from_pipe(source, **_dtype_kwargs(self.dtype), **kwargs)
             pipe.set_progress_bar_config(disable=True)
             self._pipes[key] = pipe
         return self._pipes[key]
@@ -530,10 +545,10 @@ class Engine:
             try:
                 if resolved.kind == "single_file":
                     net = diffusers.ControlNetModel.from_single_file(
-                        str(resolved.path), torch_dtype=self.dtype, cache_dir=hub_cache_dir(), local_files_only=hub_offline()
+                        str(resolved.path), **_dtype_kwargs(self.dtype), cache_dir=hub_cache_dir(), local_files_only=hub_offline()
                     )
                 else:
-                    net = diffusers.ControlNetModel.from_pretrained(str(resolved.path), torch_dtype=self.dtype, local_files_only=True)
+                    net = diffusers.ControlNetModel.from_pretrained(str(resolved.path), **_dtype_kwargs(self.dtype), local_files_only=True)
             except (OSError, ValueError) as exc:
                 raise SdenhanceError(f"could not load ControlNet {spec}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
             self.load_seconds += time.perf_counter() - t0
