@@ -276,7 +276,10 @@ def pick_device(name: str = "auto") -> torch.device:
 
 @functools.lru_cache(maxsize=1)
 def cpu_bf16_speedup() -> float:
-    """Measured fp32/bf16 time ratio of a conv+matmul block on this CPU (>1: bf16 faster)."""
+    """Measured fp32/bf16 time ratio of a conv+matmul block on this CPU (>1: bf16 faster).
+
+    A diagnostic for `doctor` only: too noisy on a shared machine to choose the dtype with.
+    """
     import torch
 
     torch.manual_seed(0)
@@ -297,8 +300,27 @@ def cpu_bf16_speedup() -> float:
     return bench(torch.float32) / max(bench(torch.bfloat16), 1e-9)
 
 
+@functools.lru_cache(maxsize=1)
+def cpu_has_native_bf16() -> bool:
+    """True when the CPU computes bf16 in hardware (AVX512-BF16 or AMX), read from its flags.
+
+    A property of the machine, not a timing: the same machine always picks the same dtype, so
+    a seed reproduces. Where bf16 is native the real SD 1.5 UNet runs 1.58× faster in bf16
+    than fp32 (bench/RESULTS.md, bench 6); elsewhere bf16 is emulated and slower.
+    """
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    flags = set()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            flags.update(line.split(":", 1)[1].split())
+    return bool(flags & {"avx512_bf16", "amx_bf16"})
+
+
 def pick_dtype(name: str, device: torch.device) -> torch.dtype:
-    """fp16 on CUDA; on CPU fp32 unless bf16 is measured ≥1.3× faster; explicit names win."""
+    """fp16 on GPUs; on CPU bf16 where the CPU has native bf16, else fp32; explicit names win."""
     import torch
 
     if name == "fp32":
@@ -314,7 +336,7 @@ def pick_dtype(name: str, device: torch.device) -> torch.dtype:
     env = os.environ.get("SDENHANCE_CPU_DTYPE")
     if env in ("fp32", "bf16"):
         return pick_dtype(env, device)
-    return torch.bfloat16 if cpu_bf16_speedup() >= 1.3 else torch.float32
+    return torch.bfloat16 if cpu_has_native_bf16() else torch.float32
 
 
 def make_scheduler(name: str, base_config: Any):
@@ -649,5 +671,6 @@ def doctor_report() -> dict[str, Any]:
         "config_file": str(user_config_path()) if user_config_path().is_file() else None,
     }
     if device.type == "cpu":
+        report["cpu_native_bf16"] = cpu_has_native_bf16()
         report["cpu_bf16_speedup"] = round(cpu_bf16_speedup(), 2)
     return report

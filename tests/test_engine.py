@@ -261,3 +261,18 @@ def test_api_alpha_mask(models):
     assert np.array_equal(np.asarray(out)[keep], rgba[..., :3][keep])
     with pytest.raises(SdenhanceError, match="transparency"):
         Enhancer(models["sd15"]).inpaint(Image.fromarray(rgba[..., :3]), "alpha")
+
+
+def test_cpu_dtype_follows_the_hardware_not_a_timing(monkeypatch):
+    import torch
+
+    from sdenhance import engine as eng
+
+    monkeypatch.delenv("SDENHANCE_CPU_DTYPE", raising=False)
+    cpu = torch.device("cpu")
+    for native, expected in ((True, torch.bfloat16), (False, torch.float32)):
+        monkeypatch.setattr(eng, "cpu_has_native_bf16", lambda native=native: native)
+        assert eng.pick_dtype("auto", cpu) == expected
+    monkeypatch.setenv("SDENHANCE_CPU_DTYPE", "fp32")
+    assert eng.pick_dtype("auto", cpu) == torch.float32
+    assert eng.pick_dtype("bf16", cpu) == torch.bfloat16

@@ -103,7 +103,8 @@ def doctor(
         if report.get(key) is not None:
             _print(f"{key:13} {report[key]}")
     if "cpu_bf16_speedup" in report:
-        _print(f"{'bf16 speedup':13} {report['cpu_bf16_speedup']}× vs fp32 on this CPU (bf16 is chosen at ≥ 1.3×)")
+        native = "native bf16: auto picks bf16" if report["cpu_native_bf16"] else "no native bf16: auto picks fp32"
+        _print(f"{'cpu':13} {native} (a quick probe measured bf16 {report['cpu_bf16_speedup']}× vs fp32)")
     extras = ", ".join(
         f"{name} ({'yes' if present else 'no: pip install sdenhance[' + EXTRAS[name] + ']'})"
         for name, present in report["extras"].items()

@@ -170,6 +170,7 @@ def run(
             model=engine.model or _recorded_model(models, "model"),
             controlnet=engine.controlnet or _recorded_model(models, "controlnet"),
             inpaint_model=engine.inpaint_model or _recorded_model(models, "inpaint_model"),
+            dtype=_recorded_dtype(models, engine.device) if engine.dtype == "auto" else engine.dtype,
         )
         op = "rerun"
     else:
@@ -238,3 +239,15 @@ def _recorded_model(models: dict[str, Any], role: str) -> str | None:
     if isinstance(value, dict):  # older records: {"spec": ...}
         value = value.get("spec")
     return value if isinstance(value, str) and value else None
+
+
+def _recorded_dtype(models: dict, device: str) -> str:
+    """The dtype an output was made with (same dtype, same pixels), else auto; fp16 only where
+    this machine runs it (a GPU output re-run on a CPU falls back to auto)."""
+    from ..engine import pick_device
+
+    names = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}
+    name = names.get(str(models.get("dtype", "")), "auto")
+    if name == "fp16" and pick_device(device).type == "cpu":
+        return "auto"
+    return name
