@@ -9,6 +9,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from sdenhance import Enhancer, SdenhanceError
+from sdenhance import tiled_diffusion as td
 from sdenhance.cli import app
 from sdenhance.ops import tiling
 from sdenhance.stages import tile_upscale as tu
@@ -45,7 +46,7 @@ def gradient_canvas(h=64, w=128):
 
 
 def run_tiled(latents, tiles, overlap, steps=STEPS):
-    return tu.tiled_denoise(latents, StandInScheduler(), list(range(steps)), tiles, overlap, stand_in_predict, batch=3)
+    return td.tiled_denoise(latents, StandInScheduler(), list(range(steps)), tiles, overlap, stand_in_predict, batch=3)
 
 
 def run_untiled(latents, steps=STEPS):
@@ -90,17 +91,17 @@ def test_no_jump_across_tile_borders(tile, overlap):
     border, inside = seam_jumps(out, tiles)
     assert border <= inside, (border, inside)
     # the per-step receptive radius (2) fits in the zero-weight edge margin: tiling is exact
-    assert tu.edge_margin(overlap) >= 2
+    assert td.edge_margin(overlap) >= 2
     assert torch.allclose(out, run_untiled(lat), atol=1e-6)
 
 
 def test_without_edge_margin_tiles_leak_padding_but_stay_smooth():
     lat = gradient_canvas()
     tiles = tiling.tile_grid(128, 64, 32, 32, 8)
-    weights = [torch.from_numpy(w) for w in tu.tile_weights(tiles, 128, 64, 8, margin=0)]
+    weights = [torch.from_numpy(w) for w in td.tile_weights(tiles, 128, 64, 8, margin=0)]
     x = lat
     for t in range(STEPS):
-        x = x - 0.3 * tu.merge_predictions(x, tiles, weights, stand_in_predict, t, 4)
+        x = x - 0.3 * td.merge_predictions(x, tiles, weights, stand_in_predict, t, 4)
     assert not torch.allclose(x, run_untiled(lat), atol=1e-4)
 
 
@@ -118,7 +119,7 @@ def test_the_seam_measure_catches_a_naive_hard_paste():
 def test_tile_weights_sum_to_one():
     tiles = tiling.tile_grid(50, 30, 20, 16, 6)
     total = np.zeros((30, 50))
-    for t, w in zip(tiles, tu.tile_weights(tiles, 50, 30, 6), strict=True):
+    for t, w in zip(tiles, td.tile_weights(tiles, 50, 30, 6), strict=True):
         total[t.slices] += w
     assert np.allclose(total, 1.0, atol=1e-6)
 
@@ -136,11 +137,11 @@ def test_plan_counts_tiles_and_steps():
 
 
 def test_vae_tiling_fits_any_canvas():
-    assert tu.vae_tiling(512, (4096, 2048)) == (512, 64)
-    assert tu.vae_tiling(512, (80, 48)) == (80, 16)
-    assert tu.vae_tiling(512, (8, 8)) == (8, 0)
+    assert td.vae_tiling(512, (4096, 2048)) == (512, 64)
+    assert td.vae_tiling(512, (80, 48)) == (80, 16)
+    assert td.vae_tiling(512, (8, 8)) == (8, 0)
     for canvas in [(8, 8), (16, 8), (80, 48), (600, 8), (1000, 1000)]:
-        tile, overlap = tu.vae_tiling(512, canvas)
+        tile, overlap = td.vae_tiling(512, canvas)
         assert overlap < tile and tile % 8 == 0 and overlap % 8 == 0
 
 
