@@ -1,0 +1,74 @@
+"""The benchmark harness in quick mode: tiny models, tiny sizes, every table produced."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+
+
+@pytest.fixture(scope="module")
+def bench_modules():
+    sys.path.insert(0, str(BENCH))
+    try:
+        import naive
+        import run
+
+        yield run, naive
+    finally:
+        sys.path.remove(str(BENCH))
+
+
+def test_quick_run_writes_markdown_tables(bench_modules, tmp_path):
+    run, _ = bench_modules
+    results = tmp_path / "RESULTS.md"
+    code = run.main([
+        "--quick", "--only", "grid,overhead,naive,precision", "--cache", str(tmp_path / "models"),
+        "--results", str(results), "--device", "cpu",
+    ])
+    assert code == 0
+    text = results.read_text()
+    for title in ("## Machine", "## 1. Orchestration overhead", "## 2. Tile-grid waste",
+                  "## 3. Against the naive per-tile baseline", "## 6. Precision", "## Targets"):
+        assert title in text
+    assert "| part | calls | batch rows | seconds | % of wall |" in text
+    assert "|---|---:|---:|---:|---:|" in text
+    assert "| 4096×4096 |" not in text  # quick mode keeps to small grids
+    assert "**orchestration**" in text
+
+
+def test_unknown_benchmark_is_refused(bench_modules, capsys):
+    run, _ = bench_modules
+    assert run.main(["--only", "speed"]) == 2
+    assert "unknown benchmark" in capsys.readouterr().err
+
+
+def test_naive_grid_and_paste(bench_modules):
+    _, naive = bench_modules
+    assert naive.naive_spans(768, 512, 64) == [(0, 512), (256, 768)]
+    assert naive.naive_spans(1000, 512, 64) == [(0, 512), (448, 960), (488, 1000)]
+    assert naive.naive_spans(300, 512, 64) == [(0, 300)]
+    boxes = naive.naive_grid(768, 512, 512, 64)
+    assert boxes == [(0, 0, 512, 512), (256, 0, 768, 512)]
+    # tiles that agree paste back exactly, whatever the feather
+    rng = np.random.default_rng(0)
+    image = rng.random((512, 768, 3)).astype(np.float32)
+    tiles = [image[y0:y1, x0:x1] for x0, y0, x1, y1 in boxes]
+    for feather in (None, 16):
+        np.testing.assert_allclose(naive.feathered_paste(tiles, boxes, 768, 512, feather), image, atol=1e-6)
+
+
+def test_seam_ratio_sees_a_step_and_not_a_smooth_image(bench_modules):
+    _, naive = bench_modules
+    yy, xx = np.mgrid[0:128, 0:256].astype(np.float32)
+    smooth = np.repeat(((xx + yy) / 400.0)[:, :, None], 3, axis=2)
+    cols = naive.transition_mask([(0, 160), (96, 256)], 256, 16)
+    rows = np.zeros(128, bool)
+    assert naive.seam_ratio(smooth, cols, rows) == pytest.approx(1.0, abs=0.05)
+    stepped = smooth.copy()
+    stepped[:, 128:] += 0.2  # a tone step at the middle of the overlap
+    assert naive.seam_ratio(stepped, cols, rows) > 2
