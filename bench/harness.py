@@ -211,7 +211,11 @@ def machine(device: Any, dtype: Any) -> list[tuple[str, str]]:
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
-                if line.startswith("model name") and cpu in ("", platform.machine(), platform.processor()):
+                if line.startswith("model name") and cpu in (
+                    "",
+                    platform.machine(),
+                    platform.processor(),
+                ):
                     cpu = line.split(":", 1)[1].strip()
                 if line.startswith("flags"):
                     flags = set(line.split(":", 1)[1].split())
@@ -221,7 +225,12 @@ def machine(device: Any, dtype: Any) -> list[tuple[str, str]]:
     isa = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in flags]
     rows = [
         ("CPU", f"{cpu}" + (f" ({', '.join(isa)})" if isa else "")),
-        ("cores (usable)", str(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count())),
+        (
+            "cores (usable)",
+            str(
+                len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+            ),
+        ),
         ("torch threads", str(torch.get_num_threads())),
         ("RAM", f"{psutil.virtual_memory().total / 2**30:.1f} GiB"),
         ("GPU", torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"),
@@ -269,7 +278,9 @@ class Section:
     title: str
     tables: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-    verdicts: list[tuple[str, str, bool | None]] = field(default_factory=list)  # target, measured, met
+    verdicts: list[tuple[str, str, bool | None]] = field(
+        default_factory=list
+    )  # target, measured, met
     seconds: float = 0.0
     load: str = ""  # load average before → after, filled in by the runner
 
@@ -279,5 +290,7 @@ class Section:
             parts += [t, ""]
         for n in self.notes:
             parts += [n, ""]
-        parts.append(f"_Benchmark wall time: {self.seconds:.0f} s; load average (1/5/15 min) {self.load}._")
+        parts.append(
+            f"_Benchmark wall time: {self.seconds:.0f} s; load average (1/5/15 min) {self.load}._"
+        )
         return "\n".join(parts) + "\n"

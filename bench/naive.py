@@ -34,7 +34,9 @@ def naive_grid(width: int, height: int, tile: int, overlap: int) -> list[tuple[i
     ]
 
 
-def paste_weights_1d(spans: Sequence[tuple[int, int]], size: int, feather: int | None) -> list[np.ndarray]:
+def paste_weights_1d(
+    spans: Sequence[tuple[int, int]], size: int, feather: int | None
+) -> list[np.ndarray]:
     """Per-span 1-D paste weights that sum to one along the axis.
 
     `feather=None` cross-fades linearly over each whole overlap; an integer cross-fades over
@@ -61,7 +63,10 @@ def paste_weights_1d(spans: Sequence[tuple[int, int]], size: int, feather: int |
 
 
 def feathered_paste(
-    tiles: Sequence[np.ndarray], boxes: Sequence[tuple[int, int, int, int]], width: int, height: int,
+    tiles: Sequence[np.ndarray],
+    boxes: Sequence[tuple[int, int, int, int]],
+    width: int,
+    height: int,
     feather: int | None = None,
 ) -> np.ndarray:
     """Paste (h, w, 3) tiles of a `naive_grid` with cross-fades (see `paste_weights_1d`)."""
@@ -77,7 +82,9 @@ def feathered_paste(
     return out / np.maximum(total, 1e-12)
 
 
-def transition_mask(spans: Sequence[tuple[int, int]], size: int, feather: int | None, pad: int = 2) -> np.ndarray:
+def transition_mask(
+    spans: Sequence[tuple[int, int]], size: int, feather: int | None, pad: int = 2
+) -> np.ndarray:
     """True where tiles are cross-faded along one axis (widened by `pad` px each side)."""
     mask = np.zeros(size, bool)
     for (_, a1), (b0, _) in zip(spans, spans[1:], strict=False):
@@ -149,8 +156,14 @@ def seam_ratio(image: np.ndarray, cols: np.ndarray, rows: np.ndarray, *, frame: 
     h, w = a.shape[:2]
     dx = np.abs(np.diff(a, axis=1)).mean(axis=-1)[frame : h - frame, frame : w - frame - 1]
     dy = np.abs(np.diff(a, axis=0)).mean(axis=-1)[frame : h - frame - 1, frame : w - frame]
-    c = np.asarray(cols, bool)[frame : w - frame - 1] | np.asarray(cols, bool)[frame + 1 : w - frame]
-    r = np.asarray(rows, bool)[frame : h - frame - 1] | np.asarray(rows, bool)[frame + 1 : h - frame]
+    c = (
+        np.asarray(cols, bool)[frame : w - frame - 1]
+        | np.asarray(cols, bool)[frame + 1 : w - frame]
+    )
+    r = (
+        np.asarray(rows, bool)[frame : h - frame - 1]
+        | np.asarray(rows, bool)[frame + 1 : h - frame]
+    )
     border = np.concatenate([dx[:, c].ravel(), dy[r, :].ravel()])
     inside = np.concatenate([dx[:, ~c].ravel(), dy[~r, :].ravel()])
     if border.size == 0 or inside.size == 0:
@@ -158,7 +171,9 @@ def seam_ratio(image: np.ndarray, cols: np.ndarray, rows: np.ndarray, *, frame: 
     return float(border.mean() / max(inside.mean(), 1e-12))
 
 
-def grid_spans(boxes: Sequence[tuple[int, int, int, int]]) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+def grid_spans(
+    boxes: Sequence[tuple[int, int, int, int]],
+) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
     """The distinct x and y spans of a grid of (x0, y0, x1, y1) boxes."""
     xs = sorted({(b[0], b[2]) for b in boxes})
     ys = sorted({(b[1], b[3]) for b in boxes})

@@ -113,8 +113,13 @@ def build_real(root: Path) -> tuple[Path, Path]:
     write_tokenizer(tmp / "tok")
     tokenizer = CLIPTokenizer.from_pretrained(tmp / "tok")
     pipe = StableDiffusionImg2ImgPipeline(
-        vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
-        scheduler=real_scheduler(), safety_checker=None, feature_extractor=None,
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=real_scheduler(),
+        safety_checker=None,
+        feature_extractor=None,
         requires_safety_checker=False,
     )
     pipe.save_pretrained(tmp / "sd15", safe_serialization=True)
@@ -146,7 +151,11 @@ def ensure(kind: str, cache: Path) -> tuple[Path, Path, float | None]:
     root = cache / kind
     stamp = root / STAMP
     names = ("sd15", "sd15-controlnet") if kind == "real" else ("tiny-sd15", "tiny-sd15-controlnet")
-    if stamp.is_file() and stamp.read_text().strip() == VERSION and all((root / n).is_dir() for n in names):
+    if (
+        stamp.is_file()
+        and stamp.read_text().strip() == VERSION
+        and all((root / n).is_dir() for n in names)
+    ):
         return root / names[0], root / names[1], None
     root.mkdir(parents=True, exist_ok=True)
     stamp.unlink(missing_ok=True)

@@ -43,14 +43,34 @@ def resolve_device_dtype(device: str, dtype: str) -> tuple[str, str]:
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="bench/run.py", description=__doc__.split("\n\n")[0])
-    p.add_argument("--only", default=",".join(ORDER), help=f"comma-separated subset of: {', '.join(ORDER)}")
-    p.add_argument("--quick", action="store_true", help="tiny models and sizes (seconds, for smoke tests)")
-    p.add_argument("--cache", default=None, help="where the built models live (default $SDENHANCE_BENCH_CACHE or /tmp/sdenhance-bench)")
-    p.add_argument("--results", default=None, help="markdown file to write (default bench/RESULTS.md; none with --quick)")
+    p.add_argument(
+        "--only", default=",".join(ORDER), help=f"comma-separated subset of: {', '.join(ORDER)}"
+    )
+    p.add_argument(
+        "--quick", action="store_true", help="tiny models and sizes (seconds, for smoke tests)"
+    )
+    p.add_argument(
+        "--cache",
+        default=None,
+        help="where the built models live (default $SDENHANCE_BENCH_CACHE or /tmp/sdenhance-bench)",
+    )
+    p.add_argument(
+        "--results",
+        default=None,
+        help="markdown file to write (default bench/RESULTS.md; none with --quick)",
+    )
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
-    p.add_argument("--dtype", default="auto", help="auto | fp32 | bf16 | fp16 (auto: the engine's choice for the device)")
-    p.add_argument("--threads", type=int, default=None,
-                   help="torch CPU threads, also for child processes (default: torch's own; 1 with --quick)")
+    p.add_argument(
+        "--dtype",
+        default="auto",
+        help="auto | fp32 | bf16 | fp16 (auto: the engine's choice for the device)",
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads, also for child processes (default: torch's own; 1 with --quick)",
+    )
     p.add_argument("--child-memory", default=None, help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
@@ -74,7 +94,8 @@ def report(sections, machine_rows, settings: list[str], total: float, quick: boo
         "",
         "GPU numbers were not measured here (no GPU on this machine). The code runs on CUDA with "
         "fp16 (`--device auto --dtype auto`), synchronising before each timer reading."
-        if not any(r[0] == "GPU" and r[1] != "none" for r in machine_rows) else "",
+        if not any(r[0] == "GPU" and r[1] != "none" for r in machine_rows)
+        else "",
         "",
         "## Settings chosen",
         "",
@@ -83,7 +104,10 @@ def report(sections, machine_rows, settings: list[str], total: float, quick: boo
     ]
     verdicts = [(s.title, *v) for s in sections for v in s.verdicts]
     if verdicts:
-        rows = [[t, target, measured, {True: "met", False: "**not met**", None: "see notes"}[met]] for t, target, measured, met in verdicts]
+        rows = [
+            [t, target, measured, {True: "met", False: "**not met**", None: "see notes"}[met]]
+            for t, target, measured, met in verdicts
+        ]
         lines += ["## Targets", "", table(["benchmark", "target", "measured", ""], rows), ""]
     for s in sections:
         lines.append(s.markdown())
@@ -103,7 +127,10 @@ def main(argv: list[str] | None = None) -> int:
     wanted = [k.strip() for k in args.only.split(",") if k.strip()]
     unknown = [k for k in wanted if k not in ORDER]
     if unknown:
-        print(f"unknown benchmark(s): {', '.join(unknown)}; choose from {', '.join(ORDER)}", file=sys.stderr)
+        print(
+            f"unknown benchmark(s): {', '.join(unknown)}; choose from {', '.join(ORDER)}",
+            file=sys.stderr,
+        )
         return 2
 
     import torch
@@ -134,16 +161,26 @@ def _run(args: argparse.Namespace, wanted: list[str], started: float) -> int:
     tiny_model, tiny_cn, built_tiny = models.ensure("tiny", cache)
     settings = []
     if built_tiny is not None:
-        settings.append(f"the tiny models were built in this run ({built_tiny:.0f} s, included in the total)")
+        settings.append(
+            f"the tiny models were built in this run ({built_tiny:.0f} s, included in the total)"
+        )
     if args.quick:
         model, cn = tiny_model, tiny_cn
     else:
         model, cn, built = models.ensure("real", cache)
         if built is not None:
             print(f"built the real-size models in {built:.0f} s under {cache}", flush=True)
-            settings.append(f"the real-size models were built in this run ({built:.0f} s, included in the total)")
-    kw = dict(model=str(model), controlnet=str(cn), tiny_model=str(tiny_model), tiny_controlnet=str(tiny_cn),
-              device=device, dtype=dtype)
+            settings.append(
+                f"the real-size models were built in this run ({built:.0f} s, included in the total)"
+            )
+    kw = dict(
+        model=str(model),
+        controlnet=str(cn),
+        tiny_model=str(tiny_model),
+        tiny_controlnet=str(tiny_cn),
+        device=device,
+        dtype=dtype,
+    )
     b = Bench.quick_sizes(**kw) if args.quick else Bench(quick=False, **kw)
     machine_rows = machine(device, dtype)
     from sdenhance.stages import tile_upscale as tu

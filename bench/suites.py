@@ -46,9 +46,22 @@ class Bench:
     usdu_feather: int = 16
     prompt: str = "a photo of a cat, detailed fur"
     # bench 2
-    grid_sizes: tuple[tuple[int, int], ...] = ((512, 512), (1000, 750), (1536, 1536), (2048, 1152), (4096, 4096))
+    grid_sizes: tuple[tuple[int, int], ...] = (
+        (512, 512),
+        (1000, 750),
+        (1536, 1536),
+        (2048, 1152),
+        (4096, 4096),
+    )
     # bench 4: (input side, scale) per case
-    memory_tiny: tuple[tuple[int, int], ...] = ((256, 2), (256, 4), (512, 2), (512, 4), (1024, 2), (1024, 4))
+    memory_tiny: tuple[tuple[int, int], ...] = (
+        (256, 2),
+        (256, 4),
+        (512, 2),
+        (512, 4),
+        (1024, 2),
+        (1024, 4),
+    )
     memory_esrgan: tuple[tuple[str, int, int], ...] = (
         ("realesr-animevideov3-x4", 256, 4),
         ("realesr-animevideov3-x4", 512, 4),
@@ -59,7 +72,10 @@ class Bench:
     # bench 5
     esrgan_input: int = 128
     esrgan_runs: tuple[tuple[str, int], ...] = (
-        ("realesrgan-x4plus", 1), ("realesrgan-x4plus", 2), ("realesr-animevideov3-x4", 1), ("realesr-animevideov3-x4", 2),
+        ("realesrgan-x4plus", 1),
+        ("realesrgan-x4plus", 2),
+        ("realesr-animevideov3-x4", 1),
+        ("realesr-animevideov3-x4", 2),
     )
     esrgan_repeats: int = 2
     # bench 6
@@ -94,9 +110,15 @@ class Bench:
 
     def stage_options(self, **over: Any) -> dict[str, Any]:
         values = dict(
-            scale=self.scale, prompt=self.prompt, creativity=self.creativity, steps=self.steps,
-            guidance=self.guidance, resemblance=self.resemblance, tile=self.tile,
-            overlap=self.overlap, upscaler="lanczos",
+            scale=self.scale,
+            prompt=self.prompt,
+            creativity=self.creativity,
+            steps=self.steps,
+            guidance=self.guidance,
+            resemblance=self.resemblance,
+            tile=self.tile,
+            overlap=self.overlap,
+            upscaler="lanczos",
         )
         values.update(over)
         return values
@@ -138,12 +160,22 @@ def _warm_up(engine: Any) -> None:
     with torch.no_grad():
         base.text_encoder(torch.zeros(1, 77, dtype=torch.long, device=dev))
         down, mid = engine.controlnet(
-            x, 500, encoder_hidden_states=emb, controlnet_cond=torch.zeros(2, 3, 64, 64, device=dev, dtype=dt),
+            x,
+            500,
+            encoder_hidden_states=emb,
+            controlnet_cond=torch.zeros(2, 3, 64, 64, device=dev, dtype=dt),
             return_dict=False,
         )
-        base.unet(x, 500, encoder_hidden_states=emb, down_block_additional_residuals=down,
-                  mid_block_additional_residual=mid)
-        base.vae.decode(base.vae.encode(torch.zeros(1, 3, 64, 64, device=dev, dtype=dt)).latent_dist.mode())
+        base.unet(
+            x,
+            500,
+            encoder_hidden_states=emb,
+            down_block_additional_residuals=down,
+            mid_block_additional_residual=mid,
+        )
+        base.vae.decode(
+            base.vae.encode(torch.zeros(1, 3, 64, 64, device=dev, dtype=dt)).latent_dist.mode()
+        )
 
 
 def _loaded_enhancer(b: Bench):
@@ -180,11 +212,20 @@ def run_ours(b: Bench) -> dict[str, Any]:
     finally:
         timer.restore()
     b.shared["ours"] = res = {
-        "enhancer": enh, "load": load_s, "load_models": load_models_s, "warm": warm_s, "wall": sw["seconds"],
+        "enhancer": enh,
+        "load": load_s,
+        "load_models": load_models_s,
+        "warm": warm_s,
+        "wall": sw["seconds"],
         "cpu": sw["cpu"],
-        "loaded_mib": loaded, "peak_mib": peak.mb,
-        "seconds": dict(timer.seconds), "calls": dict(timer.calls), "samples": dict(timer.samples),
-        "plan": work, "image": _as_float(out), "input": img,
+        "loaded_mib": loaded,
+        "peak_mib": peak.mb,
+        "seconds": dict(timer.seconds),
+        "calls": dict(timer.calls),
+        "samples": dict(timer.samples),
+        "plan": work,
+        "image": _as_float(out),
+        "input": img,
     }
     return res
 
@@ -199,18 +240,38 @@ def overhead(b: Bench) -> Section:
     rows = []
     for name in COMPONENTS:
         sec = r["seconds"].get(name, 0.0)
-        rows.append([name, r["calls"].get(name, 0), r["samples"].get(name, 0) if name != "pre-upscale" else None, sec, 100 * sec / wall])
+        rows.append(
+            [
+                name,
+                r["calls"].get(name, 0),
+                r["samples"].get(name, 0) if name != "pre-upscale" else None,
+                sec,
+                100 * sec / wall,
+            ]
+        )
     orch = wall - sum(r["seconds"].values())
     rows.append(["**orchestration** (everything else)", None, None, orch, 100 * orch / wall])
     rows.append(["**total `Enhancer.upscale`**", None, None, wall, 100.0])
-    rows.append(["(CPU time of the process over the same call, both threads)", None, None, r["cpu"], None])
+    rows.append(
+        ["(CPU time of the process over the same call, both threads)", None, None, r["cpu"], None]
+    )
     s.tables.append(table(["part", "calls", "batch rows", "seconds", "% of wall"], rows))
-    s.tables.append(table(
-        ["model load (not in the total)", "seconds"],
-        [["`Enhancer` first use: resolve, load UNet/VAE/CLIP/ControlNet, derive pipelines", r["load"]],
-         ["of which `from_pretrained` (engine.load_seconds)", r["load_models"]],
-         ["warm-up: one small call of each model (library start-up kept out of the timings)", r["warm"]]],
-    ))
+    s.tables.append(
+        table(
+            ["model load (not in the total)", "seconds"],
+            [
+                [
+                    "`Enhancer` first use: resolve, load UNet/VAE/CLIP/ControlNet, derive pipelines",
+                    r["load"],
+                ],
+                ["of which `from_pretrained` (engine.load_seconds)", r["load_models"]],
+                [
+                    "warm-up: one small call of each model (library start-up kept out of the timings)",
+                    r["warm"],
+                ],
+            ],
+        )
+    )
     s.notes.append(
         "Load times are with the model files in the OS page cache (the folders are reused between "
         "runs); weights are memory-mapped, so part of reading them lands in the first model calls "
@@ -259,16 +320,35 @@ def grid(b: Bench) -> Section:
         naive = naive_grid(w, h, tile, overlap)
         naive_px = sum((x1 - x0) * (y1 - y0) for x0, y0, x1, y1 in naive)
         t0 = p.tiles[0]
-        rows.append([
-            f"{w}×{h}", n, minimum, f"{t0.width * 8}×{t0.height * 8}", n / minimum,
-            ours_px / (w * h), len(naive), naive_px / (w * h), ours_px / naive_px,
-        ])
-    s.tables.append(table(
-        ["output", "our tiles / step", "min ⌈W/t⌉·⌈H/t⌉", "our tile px", "tiles / min",
-         "our evaluated px / image px", "naive tiles", "naive evaluated px / image px",
-         "ours / naive evaluated px"],
-        rows,
-    ))
+        rows.append(
+            [
+                f"{w}×{h}",
+                n,
+                minimum,
+                f"{t0.width * 8}×{t0.height * 8}",
+                n / minimum,
+                ours_px / (w * h),
+                len(naive),
+                naive_px / (w * h),
+                ours_px / naive_px,
+            ]
+        )
+    s.tables.append(
+        table(
+            [
+                "output",
+                "our tiles / step",
+                "min ⌈W/t⌉·⌈H/t⌉",
+                "our tile px",
+                "tiles / min",
+                "our evaluated px / image px",
+                "naive tiles",
+                "naive evaluated px / image px",
+                "ours / naive evaluated px",
+            ],
+            rows,
+        )
+    )
     s.notes.append(
         "`tile_upscale.plan` per output size: model evaluations per denoising step (one tile = one "
         "UNet+ControlNet evaluation, the CFG pair counted once) against the no-overlap minimum, and "
@@ -298,7 +378,11 @@ def naive(b: Bench) -> Section:
     size = tu.target_size(img.size, opts)
     pre = _as_float(upscalers.upscale(img, size=size, upscaler="lanczos"))
     pipe = engine.controlnet_img2img(opts.scheduler)
-    shared = pipe.unet is engine.base.unet and pipe.vae is engine.base.vae and pipe.controlnet is engine.controlnet
+    shared = (
+        pipe.unet is engine.base.unet
+        and pipe.vae is engine.base.vae
+        and pipe.controlnet is engine.controlnet
+    )
     timer = ModelTimer(engine.device)
     wrap_engine(timer, engine)
     try:
@@ -312,7 +396,9 @@ def naive(b: Bench) -> Section:
 
     # seams: each result on its own grid's blend zones; the pre-upscale on both as a reference
     nx, ny = grid_spans(boxes)
-    ours_boxes = [(t.x0 * 8, t.y0 * 8, min(t.x1 * 8, w), min(t.y1 * 8, h)) for t in ours["plan"].tiles]
+    ours_boxes = [
+        (t.x0 * 8, t.y0 * 8, min(t.x1 * 8, w), min(t.y1 * 8, h)) for t in ours["plan"].tiles
+    ]
     ox, oy = grid_spans(ours_boxes)
     zones = {
         "ours": (transition_mask(ox, w, None), transition_mask(oy, h, None)),
@@ -323,35 +409,96 @@ def naive(b: Bench) -> Section:
     def seam(image: np.ndarray, zone: str) -> float:
         return seam_ratio(image, *zones[zone])
 
-    def row(label: str, r: dict[str, Any], wall: float, cpu: float, image: np.ndarray, zone: str, tiles_desc: str) -> list[Any]:
+    def row(
+        label: str,
+        r: dict[str, Any],
+        wall: float,
+        cpu: float,
+        image: np.ndarray,
+        zone: str,
+        tiles_desc: str,
+    ) -> list[Any]:
         sec = r["seconds"]
         model = sum(sec.get(k, 0.0) for k in COMPONENTS[:5])
         return [
-            label, tiles_desc, wall, cpu, sec.get("UNet", 0.0) + sec.get("ControlNet", 0.0),
-            sec.get("VAE encode", 0.0) + sec.get("VAE decode", 0.0), sec.get("text encoder", 0.0),
-            wall - model, r["samples"].get("UNet", 0),
-            " / ".join(str(r["calls"].get(k, 0)) for k in ("UNet", "text encoder", "VAE encode", "VAE decode")),
-            seam(image, zone), seam(pre, zone),
+            label,
+            tiles_desc,
+            wall,
+            cpu,
+            sec.get("UNet", 0.0) + sec.get("ControlNet", 0.0),
+            sec.get("VAE encode", 0.0) + sec.get("VAE decode", 0.0),
+            sec.get("text encoder", 0.0),
+            wall - model,
+            r["samples"].get("UNet", 0),
+            " / ".join(
+                str(r["calls"].get(k, 0))
+                for k in ("UNet", "text encoder", "VAE encode", "VAE decode")
+            ),
+            seam(image, zone),
+            seam(pre, zone),
         ]
 
     ours_desc = f"{len(ours['plan'].tiles)} × {ours_boxes[0][2] - ours_boxes[0][0]}×{ours_boxes[0][3] - ours_boxes[0][1]}"
     naive_desc = f"{len(boxes)} × {boxes[0][2] - boxes[0][0]}×{boxes[0][3] - boxes[0][1]}"
-    naive_r = {"seconds": dict(timer.seconds), "samples": dict(timer.samples), "calls": dict(timer.calls)}
+    naive_r = {
+        "seconds": dict(timer.seconds),
+        "samples": dict(timer.samples),
+        "calls": dict(timer.calls),
+    }
     rows = [
-        row("ours (`Enhancer.upscale`)", ours, ours["wall"], ours["cpu"], ours["image"], "ours", ours_desc),
-        row("naive, cross-fade over the overlap", naive_r, sw["seconds"], sw["cpu"], full, "naive", naive_desc),
-        row(f"naive, {b.usdu_feather}-px cut mid-overlap (USDU-like)", naive_r, sw["seconds"], sw["cpu"], usdu, "usdu", naive_desc),
+        row(
+            "ours (`Enhancer.upscale`)",
+            ours,
+            ours["wall"],
+            ours["cpu"],
+            ours["image"],
+            "ours",
+            ours_desc,
+        ),
+        row(
+            "naive, cross-fade over the overlap",
+            naive_r,
+            sw["seconds"],
+            sw["cpu"],
+            full,
+            "naive",
+            naive_desc,
+        ),
+        row(
+            f"naive, {b.usdu_feather}-px cut mid-overlap (USDU-like)",
+            naive_r,
+            sw["seconds"],
+            sw["cpu"],
+            usdu,
+            "usdu",
+            naive_desc,
+        ),
     ]
     s = Section("naive", "3. Against the naive per-tile baseline")
-    s.tables.append(table(
-        ["method", "tiles", "wall s", "CPU s", "UNet+ControlNet s", "VAE s", "text enc. s", "other s",
-         "UNet batch rows", "calls: UNet / text enc. / VAE enc. / VAE dec.", "seam ratio",
-         "seam ratio of the pre-upscale (same zones)"],
-        rows,
-    ))
+    s.tables.append(
+        table(
+            [
+                "method",
+                "tiles",
+                "wall s",
+                "CPU s",
+                "UNet+ControlNet s",
+                "VAE s",
+                "text enc. s",
+                "other s",
+                "UNet batch rows",
+                "calls: UNet / text enc. / VAE enc. / VAE dec.",
+                "seam ratio",
+                "seam ratio of the pre-upscale (same zones)",
+            ],
+            rows,
+        )
+    )
     ratio = ours["wall"] / sw["seconds"]
     cpu_ratio = ours["cpu"] / max(sw["cpu"], 1e-9)
-    model_ratio = sum(ours["seconds"].get(k, 0.0) for k in COMPONENTS[:5]) / max(sum(naive_r["seconds"].values()), 1e-9)
+    model_ratio = sum(ours["seconds"].get(k, 0.0) for k in COMPONENTS[:5]) / max(
+        sum(naive_r["seconds"].values()), 1e-9
+    )
     s.notes.append(
         f"Same {img.size[0]}×{img.size[1]} photo → {w}×{h}, same models (one engine, components shared: "
         f"{'yes' if shared else 'NO'}), sampler `{opts.scheduler}`, steps {b.steps} × strength "
@@ -388,14 +535,20 @@ def naive(b: Bench) -> Section:
         "evaluated area; what the baseline repeats per tile besides (prompt encoding, pipeline "
         "set-up) is small next to the models. Where the grids differ more, so does the time: see "
         "the last column of bench 2 ("
-        + ", ".join(f"{w}×{h}: {o / n:.2f}" for w, h in b.grid_sizes for o, n in [evaluated_px(w, h, b.tile, b.overlap)])
+        + ", ".join(
+            f"{w}×{h}: {o / n:.2f}"
+            for w, h in b.grid_sizes
+            for o, n in [evaluated_px(w, h, b.tile, b.overlap)]
+        )
         + ")."
     )
-    s.verdicts.append((
-        "ours / naive wall time ≤ 0.7",
-        f"{ratio:.2f} wall, {cpu_ratio:.2f} CPU",
-        (ratio <= 0.7) if (ratio <= 0.7) == (cpu_ratio <= 0.7) else None,
-    ))
+    s.verdicts.append(
+        (
+            "ours / naive wall time ≤ 0.7",
+            f"{ratio:.2f} wall, {cpu_ratio:.2f} CPU",
+            (ratio <= 0.7) if (ratio <= 0.7) == (cpu_ratio <= 0.7) else None,
+        )
+    )
     return s
 
 
@@ -413,7 +566,13 @@ def memory_child(case: dict[str, Any]) -> dict[str, Any]:
     w, h = (case["size"], case["size"]) if isinstance(case["size"], int) else case["size"]
     img = photo((w, h))
     creativity = case["creativity"]
-    enh = Enhancer(case.get("model"), controlnet=case.get("controlnet"), device=case["device"], dtype=case["dtype"], seed=0)
+    enh = Enhancer(
+        case.get("model"),
+        controlnet=case.get("controlnet"),
+        device=case["device"],
+        dtype=case["dtype"],
+        seed=0,
+    )
     if creativity > 0:
         load_models(enh)
     upscalers.upscale(Image.new("RGB", (16, 16)), 4, upscaler=case["upscaler"])  # loads an ncnn net
@@ -425,11 +584,20 @@ def memory_child(case: dict[str, Any]) -> dict[str, Any]:
     t0 = time.perf_counter()
     with PeakRSS() as peak:
         out = enh.upscale(
-            img, scale=case["scale"], creativity=creativity, steps=case["steps"], guidance=6.0,
-            upscaler=case["upscaler"], tile=case.get("tile"), overlap=case.get("overlap", 64),
+            img,
+            scale=case["scale"],
+            creativity=creativity,
+            steps=case["steps"],
+            guidance=6.0,
+            upscaler=case["upscaler"],
+            tile=case.get("tile"),
+            overlap=case.get("overlap", 64),
         )
     return {
-        "out": list(out.size), "loaded_mib": loaded, "peak_mib": peak.mb, "exact": peak.exact,
+        "out": list(out.size),
+        "loaded_mib": loaded,
+        "peak_mib": peak.mb,
+        "exact": peak.exact,
         "seconds": time.perf_counter() - t0,
         "gpu_peak_mib": torch.cuda.max_memory_allocated() / 2**20 if cuda else None,
     }
@@ -437,7 +605,13 @@ def memory_child(case: dict[str, Any]) -> dict[str, Any]:
 
 def _child(case: dict[str, Any], timeout: float = 1800) -> dict[str, Any]:
     cmd = [sys.executable, str(BENCH_DIR / "run.py"), "--child-memory", json.dumps(case)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    proc = subprocess.run(
+        cmd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"memory case {case} failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -458,8 +632,13 @@ def _tiles_desc(case: dict[str, Any]) -> str:
     from sdenhance.stages import tile_upscale as tu
     from sdenhance.tiled_diffusion import vae_tiling
 
-    opts = tu.Options(scale=case["scale"], creativity=case["creativity"], steps=case["steps"],
-                      tile=case.get("tile"), overlap=case.get("overlap", 64))
+    opts = tu.Options(
+        scale=case["scale"],
+        creativity=case["creativity"],
+        steps=case["steps"],
+        tile=case.get("tile"),
+        overlap=case.get("overlap", 64),
+    )
     p = tu.plan((w, h), opts)
     t = p.tiles[0]
     vt, vo = vae_tiling(opts.vae_tile, p.canvas)
@@ -480,35 +659,85 @@ def _fit(points: list[tuple[float, float]]) -> float:
 
 def memory(b: Bench) -> Section:
     s = Section("memory", "4. Peak memory against output size")
-    common = {"device": b.device, "dtype": b.dtype, "steps": b.steps, "tile": b.tile, "overlap": b.overlap}
+    common = {
+        "device": b.device,
+        "dtype": b.dtype,
+        "steps": b.steps,
+        "tile": b.tile,
+        "overlap": b.overlap,
+    }
     series: list[tuple[str, str, dict[str, Any]]] = []
     real_label = (
-        "tiny models (quick mode), lanczos pre-upscale" if b.quick
+        "tiny models (quick mode), lanczos pre-upscale"
+        if b.quick
         else "real-size SD 1.5 (UNet 860M, ControlNet, VAE, CLIP-L), lanczos pre-upscale"
     )
     real_case = f"{b.compare_input[0]}×{b.compare_input[1]} ×{b.scale:g}"
     if "ours" not in b.shared:
-        series.append((real_label, real_case, {
-            **common, "model": b.model, "controlnet": b.controlnet, "size": list(b.compare_input),
-            "scale": b.scale, "creativity": b.memory_creativity, "upscaler": "lanczos",
-        }))
+        series.append(
+            (
+                real_label,
+                real_case,
+                {
+                    **common,
+                    "model": b.model,
+                    "controlnet": b.controlnet,
+                    "size": list(b.compare_input),
+                    "scale": b.scale,
+                    "creativity": b.memory_creativity,
+                    "upscaler": "lanczos",
+                },
+            )
+        )
     for size, scale in b.memory_tiny:
-        series.append(("tiny diffusion models, lanczos pre-upscale", f"{size}² ×{scale}",
-                       {**common, "model": b.tiny_model, "controlnet": b.tiny_controlnet, "size": size, "scale": scale,
-                        "creativity": b.memory_creativity, "upscaler": "lanczos"}))
+        series.append(
+            (
+                "tiny diffusion models, lanczos pre-upscale",
+                f"{size}² ×{scale}",
+                {
+                    **common,
+                    "model": b.tiny_model,
+                    "controlnet": b.tiny_controlnet,
+                    "size": size,
+                    "scale": scale,
+                    "creativity": b.memory_creativity,
+                    "upscaler": "lanczos",
+                },
+            )
+        )
     for name, size, scale in b.memory_esrgan:
-        series.append((f"creativity 0: `{name}` only", f"{size}² ×{scale}",
-                       {**common, "size": size, "scale": scale, "creativity": 0.0, "upscaler": name}))
+        series.append(
+            (
+                f"creativity 0: `{name}` only",
+                f"{size}² ×{scale}",
+                {**common, "size": size, "scale": scale, "creativity": 0.0, "upscaler": name},
+            )
+        )
     rows = []
     by_series: dict[str, list[tuple[float, float, str, str]]] = {}
     results = []
     if "ours" in b.shared:  # bench 1's upscale, measured the same way in this process
         o = b.shared["ours"]
         h, w = o["image"].shape[:2]
-        results.append((real_label, real_case + " (bench 1's run)", {
-            "out": [w, h], "loaded_mib": o["loaded_mib"], "peak_mib": o["peak_mib"], "seconds": o["wall"],
-            "gpu_peak_mib": None,
-        }, {**common, "size": list(b.compare_input), "scale": b.scale, "creativity": b.creativity}))
+        results.append(
+            (
+                real_label,
+                real_case + " (bench 1's run)",
+                {
+                    "out": [w, h],
+                    "loaded_mib": o["loaded_mib"],
+                    "peak_mib": o["peak_mib"],
+                    "seconds": o["wall"],
+                    "gpu_peak_mib": None,
+                },
+                {
+                    **common,
+                    "size": list(b.compare_input),
+                    "scale": b.scale,
+                    "creativity": b.creativity,
+                },
+            )
+        )
     results += [(label, case_name, _child(case), case) for label, case_name, case in series]
     tiles_by_series: dict[str, set[str]] = {}
     for label, case_name, r, case in results:
@@ -516,13 +745,36 @@ def memory(b: Bench) -> Section:
         tiles_by_series.setdefault(label, set()).add(grid_desc.split(", VAE")[0].split(" × ")[-1])
         mp = r["out"][0] * r["out"][1] / 1e6
         work = r["peak_mib"] - r["loaded_mib"]
-        by_series.setdefault(label, []).append((mp, work, case_name, grid_desc.split(", VAE")[0].split(" × ")[-1]))
-        rows.append([
-            label, case_name, f"{r['out'][0]}×{r['out'][1]}", grid_desc, mp, r["loaded_mib"], r["peak_mib"], work,
-            work / (mp * MIB_PER_MP_FLOAT_RGB), r["seconds"],
-        ] + ([r["gpu_peak_mib"]] if r["gpu_peak_mib"] is not None else []))
-    header = ["series", "case", "output", "tiles", "output MP", "RSS with models loaded MiB", "peak RSS MiB",
-              "work peak MiB (peak − loaded)", "work peak / one float32 RGB output buffer", "seconds"]
+        by_series.setdefault(label, []).append(
+            (mp, work, case_name, grid_desc.split(", VAE")[0].split(" × ")[-1])
+        )
+        rows.append(
+            [
+                label,
+                case_name,
+                f"{r['out'][0]}×{r['out'][1]}",
+                grid_desc,
+                mp,
+                r["loaded_mib"],
+                r["peak_mib"],
+                work,
+                work / (mp * MIB_PER_MP_FLOAT_RGB),
+                r["seconds"],
+            ]
+            + ([r["gpu_peak_mib"]] if r["gpu_peak_mib"] is not None else [])
+        )
+    header = [
+        "series",
+        "case",
+        "output",
+        "tiles",
+        "output MP",
+        "RSS with models loaded MiB",
+        "peak RSS MiB",
+        "work peak MiB (peak − loaded)",
+        "work peak / one float32 RGB output buffer",
+        "seconds",
+    ]
     if rows and len(rows[0]) > len(header):
         header.append("GPU peak MiB")
     s.tables.append(table(header, rows))
@@ -532,12 +784,28 @@ def memory(b: Bench) -> Section:
         if len(pts) < 2:
             continue
         slope = _fit([(p[0], p[1]) for p in pts])
-        slope_rows.append([label, len(pts), ", ".join(sorted(tiles_by_series[label])), slope, slope / MIB_PER_MP_FLOAT_RGB])
+        slope_rows.append(
+            [
+                label,
+                len(pts),
+                ", ".join(sorted(tiles_by_series[label])),
+                slope,
+                slope / MIB_PER_MP_FLOAT_RGB,
+            ]
+        )
     if slope_rows:
-        s.tables.append(table(
-            ["series", "cases", "largest tiles across the cases", "MiB per output MP (fit)", "= float32 RGB output buffers"],
-            slope_rows,
-        ))
+        s.tables.append(
+            table(
+                [
+                    "series",
+                    "cases",
+                    "largest tiles across the cases",
+                    "MiB per output MP (fit)",
+                    "= float32 RGB output buffers",
+                ],
+                slope_rows,
+            )
+        )
 
     # the upscaler issue's question: 4× of 256² vs 4× of 1024²
     for label, pts in by_series.items():
@@ -553,11 +821,13 @@ def memory(b: Bench) -> Section:
                 f"{d_mib / d_buf:.1f} float32 output-size buffers."
             )
             tiles = f"largest tile {small[0][3]} → {large[0][3]} px"
-            s.verdicts.append((
-                f"peak RSS growth 4×256² → 4×1024² within the image buffers ({label})",
-                f"{d_mib / d_buf:.1f} float32 output-size buffers ({tiles})",
-                None,
-            ))
+            s.verdicts.append(
+                (
+                    f"peak RSS growth 4×256² → 4×1024² within the image buffers ({label})",
+                    f"{d_mib / d_buf:.1f} float32 output-size buffers ({tiles})",
+                    None,
+                )
+            )
             if not label.startswith("creativity 0"):
                 continue
             s.notes.append(
@@ -642,11 +912,27 @@ def esrgan(b: Bench) -> Section:
     rows = []
     for name, threads in b.esrgan_runs:
         upscalers.upscale(img.resize((16, 16)), 4, upscaler=name, threads=threads)  # load the net
-        sec = best_of(lambda n=name, t=threads: upscalers.upscale(img, 4, upscaler=n, threads=t), b.esrgan_repeats)
+        sec = best_of(
+            lambda n=name, t=threads: upscalers.upscale(img, 4, upscaler=n, threads=t),
+            b.esrgan_repeats,
+        )
         mp = (4 * b.esrgan_input) ** 2 / 1e6
-        rows.append([f"`{name}`", threads, f"{b.esrgan_input}² → {4 * b.esrgan_input}²", sec, sec / mp])
+        rows.append(
+            [f"`{name}`", threads, f"{b.esrgan_input}² → {4 * b.esrgan_input}²", sec, sec / mp]
+        )
     s = Section("esrgan", "5. Real-ESRGAN on the CPU (ncnn)")
-    s.tables.append(table(["model", "threads", "size", f"seconds (best of {b.esrgan_repeats})", "s per output MP"], rows))
+    s.tables.append(
+        table(
+            [
+                "model",
+                "threads",
+                "size",
+                f"seconds (best of {b.esrgan_repeats})",
+                "s per output MP",
+            ],
+            rows,
+        )
+    )
     speedups = []
     for name in dict(b.esrgan_runs):
         one = [r[3] for r in rows if r[0] == f"`{name}`" and r[1] == 1]
@@ -679,23 +965,39 @@ def precision(b: Bench) -> Section:
     rows = []
     times = {}
     for dt in dtypes:
-        unet = UNet2DConditionModel.from_pretrained(Path(b.model) / "unet", torch_dtype=dt).to(device).eval()
+        unet = (
+            UNet2DConditionModel.from_pretrained(Path(b.model) / "unet", torch_dtype=dt)
+            .to(device)
+            .eval()
+        )
         cross = unet.config.cross_attention_dim
         g = torch.Generator("cpu").manual_seed(0)
         x = torch.randn(2, 4, n, n, generator=g).to(device, dt)
         emb = torch.randn(2, 77, cross, generator=g).to(device, dt)
         with torch.no_grad():
-            unet(x[:, :, : max(8, n // 2), : max(8, n // 2)], 500, encoder_hidden_states=emb)  # warm-up
-            sec = best_of(lambda u=unet, x=x, e=emb: u(x, 500, encoder_hidden_states=e), b.precision_repeats, device)
+            unet(
+                x[:, :, : max(8, n // 2), : max(8, n // 2)], 500, encoder_hidden_states=emb
+            )  # warm-up
+            sec = best_of(
+                lambda u=unet, x=x, e=emb: u(x, 500, encoder_hidden_states=e),
+                b.precision_repeats,
+                device,
+            )
         times[dt] = sec
         rows.append([str(dt).replace("torch.", ""), sec, times[torch.float32] / sec])
         del unet, x, emb
         gc.collect()
     s = Section("precision", "6. Precision: one UNet forward")
-    s.tables.append(table([f"dtype (UNet forward, latent {n}×{n}, batch 2)", "seconds", "speed-up vs fp32"], rows))
+    s.tables.append(
+        table(
+            [f"dtype (UNet forward, latent {n}×{n}, batch 2)", "seconds", "speed-up vs fp32"], rows
+        )
+    )
     if device.type == "cpu":
         real = times[torch.float32] / times[torch.bfloat16]
-        saved = os.environ.pop("SDENHANCE_CPU_DTYPE", None)  # the engine's own choice, not an override
+        saved = os.environ.pop(
+            "SDENHANCE_CPU_DTYPE", None
+        )  # the engine's own choice, not an override
         try:
             auto = eng.pick_dtype("auto", device)
         finally:
@@ -703,8 +1005,11 @@ def precision(b: Bench) -> Section:
                 os.environ["SDENHANCE_CPU_DTYPE"] = saved
         auto_name = "bf16" if auto == torch.bfloat16 else "fp32"
         native = getattr(eng, "cpu_has_native_bf16", None)
-        why = (f"the CPU {'has' if native() else 'lacks'} native bf16 (AVX512-BF16 or AMX)" if native
-               else "the engine's timing probe")
+        why = (
+            f"the CPU {'has' if native() else 'lacks'} native bf16 (AVX512-BF16 or AMX)"
+            if native
+            else "the engine's timing probe"
+        )
         probes = [eng.cpu_bf16_speedup.__wrapped__() for _ in range(4)]
         s.notes.append(
             f"`--dtype auto` picks **{auto_name}** on this CPU ({why}); one real UNet forward runs "
@@ -715,11 +1020,13 @@ def precision(b: Bench) -> Section:
             "why the dtype follows the CPU's features rather than a timing."
         )
         agree = (auto == torch.bfloat16) == (real >= 1.3)
-        s.verdicts.append((
-            "dtype auto picks bf16 exactly where the UNet runs ≥ 1.3× faster in it",
-            f"auto {auto_name}, UNet bf16 speed-up {real:.2f}×",
-            agree,
-        ))
+        s.verdicts.append(
+            (
+                "dtype auto picks bf16 exactly where the UNet runs ≥ 1.3× faster in it",
+                f"auto {auto_name}, UNet bf16 speed-up {real:.2f}×",
+                agree,
+            )
+        )
     return s
 
 
@@ -739,16 +1046,36 @@ def batch(b: Bench) -> Section:
         crop.save(p)
         paths.append(str(p))
     args = [
-        "--scale", "2", "--creativity", "0.3", "--steps", "10", "--upscaler", "lanczos", "--seed", "0",
-        "--model", b.tiny_model, "--controlnet", b.tiny_controlnet, "--device", b.device, "--dtype", b.dtype,
+        "--scale",
+        "2",
+        "--creativity",
+        "0.3",
+        "--steps",
+        "10",
+        "--upscaler",
+        "lanczos",
+        "--seed",
+        "0",
+        "--model",
+        b.tiny_model,
+        "--controlnet",
+        b.tiny_controlnet,
+        "--device",
+        b.device,
+        "--dtype",
+        b.dtype,
         "--overwrite",
     ]
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
 
     def cli(inputs: list[str], out: str) -> float:
         t0 = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "sdenhance", "upscale", *inputs, "-o", out, *args],
-                       check=True, capture_output=True, env=env)
+        subprocess.run(
+            [sys.executable, "-m", "sdenhance", "upscale", *inputs, "-o", out, *args],
+            check=True,
+            capture_output=True,
+            env=env,
+        )
         return time.perf_counter() - t0
 
     separate = sum(cli([p], str(tmp / f"out{i}.png")) for i, p in enumerate(paths))
@@ -756,11 +1083,15 @@ def batch(b: Bench) -> Section:
     n = b.batch_images
     Image.open(tmp / "outs" / "in0_upscale.png").verify()
     s = Section("batch", "7. Batch amortisation")
-    s.tables.append(table(
-        ["how", "processes", "total s", "s per image"],
-        [[f"{n} separate `sdenhance upscale` runs", n, separate, separate / n],
-         [f"one `sdenhance upscale` run with {n} inputs", 1, together, together / n]],
-    ))
+    s.tables.append(
+        table(
+            ["how", "processes", "total s", "s per image"],
+            [
+                [f"{n} separate `sdenhance upscale` runs", n, separate, separate / n],
+                [f"one `sdenhance upscale` run with {n} inputs", 1, together, together / n],
+            ],
+        )
+    )
     s.notes.append(
         f"{n} photos of {b.batch_size[0]}×{b.batch_size[1]}, ×2, creativity 0.3, 10 steps, lanczos "
         "pre-upscale, the tiny models (the point is the fixed cost per process: Python and library "

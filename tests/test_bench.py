@@ -26,14 +26,29 @@ def bench_modules():
 def test_quick_run_writes_markdown_tables(bench_modules, tmp_path):
     run, _ = bench_modules
     results = tmp_path / "RESULTS.md"
-    code = run.main([
-        "--quick", "--only", "grid,overhead,naive,precision", "--cache", str(tmp_path / "models"),
-        "--results", str(results), "--device", "cpu",
-    ])
+    code = run.main(
+        [
+            "--quick",
+            "--only",
+            "grid,overhead,naive,precision",
+            "--cache",
+            str(tmp_path / "models"),
+            "--results",
+            str(results),
+            "--device",
+            "cpu",
+        ]
+    )
     assert code == 0
     text = results.read_text()
-    for title in ("## Machine", "## 1. Orchestration overhead", "## 2. Tile-grid waste",
-                  "## 3. Against the naive per-tile baseline", "## 6. Precision", "## Targets"):
+    for title in (
+        "## Machine",
+        "## 1. Orchestration overhead",
+        "## 2. Tile-grid waste",
+        "## 3. Against the naive per-tile baseline",
+        "## 6. Precision",
+        "## Targets",
+    ):
         assert title in text
     assert "| part | calls | batch rows | seconds | % of wall |" in text
     assert "|---|---:|---:|---:|---:|" in text
@@ -59,7 +74,9 @@ def test_naive_grid_and_paste(bench_modules):
     image = rng.random((512, 768, 3)).astype(np.float32)
     tiles = [image[y0:y1, x0:x1] for x0, y0, x1, y1 in boxes]
     for feather in (None, 16):
-        np.testing.assert_allclose(naive.feathered_paste(tiles, boxes, 768, 512, feather), image, atol=1e-6)
+        np.testing.assert_allclose(
+            naive.feathered_paste(tiles, boxes, 768, 512, feather), image, atol=1e-6
+        )
 
 
 def test_seam_ratio_sees_a_step_and_not_a_smooth_image(bench_modules):
