@@ -14,8 +14,8 @@ SKIMAGE_DATA = Path(skimage.__file__).parent / "data"
 
 
 @pytest.fixture(autouse=True)
-def _isolated(tmp_path_factory, monkeypatch):
-    """No network, an empty HF cache and no user config, for every test."""
+def _isolated(tmp_path_factory, tmp_path, monkeypatch):
+    """No network, an empty HF cache, no user config or presets, no launcher ranks: every test."""
     from huggingface_hub import constants
 
     cache = str(tmp_path_factory.getbasetemp() / "empty-hf-cache")
@@ -29,7 +29,15 @@ def _isolated(tmp_path_factory, monkeypatch):
     monkeypatch.delenv("SDENHANCE_CONTROLNET", raising=False)
     monkeypatch.delenv("SDENHANCE_INPAINT_MODEL", raising=False)
     monkeypatch.setenv("SDENHANCE_CPU_DTYPE", "fp32")  # no micro-benchmark per test run
-    monkeypatch.setenv("SDENHANCE_HOME", str(tmp_path_factory.getbasetemp() / "sdenhance-home"))
+    monkeypatch.setenv("SDENHANCE_HOME", str(tmp_path / "home"))
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "OMPI_COMM_WORLD_SIZE", "PMI_SIZE"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def user_home(tmp_path):
+    """The (empty) user folder `SDENHANCE_HOME` points at in this test."""
+    return tmp_path / "home"
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -21,24 +21,6 @@ from sdenhance.cli import app
 from sdenhance.cli import common as c
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models run fastest on one thread (and don't fight other processes for cores)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(autouse=True)
-def user_home(tmp_path, monkeypatch):
-    monkeypatch.setenv("SDENHANCE_HOME", str(tmp_path / "home"))
-    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "OMPI_COMM_WORLD_SIZE", "PMI_SIZE"):
-        monkeypatch.delenv(name, raising=False)
-
-
 def make_inputs(folder: Path, n: int, size=(24, 16)) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     paths = []

@@ -14,21 +14,11 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 FAST = ["--steps", "2", "--tile", "64", "--overlap", "16", "--upscaler", "lanczos"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models run fastest on one thread (and don't fight other processes for cores)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(autouse=True)
 def tiny_models(models, tmp_path, monkeypatch):
     """Scripts read the model from the environment, as a user's shell would set it."""
-    monkeypatch.setenv("SDENHANCE_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("SDENHANCE_MODEL", models["sd15"])
     monkeypatch.setenv("SDENHANCE_CONTROLNET", models["sd15-controlnet"])
 

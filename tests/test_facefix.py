@@ -27,15 +27,6 @@ SKIMAGE_DATA = Path(skimage.__file__).parent / "data"
 ASTRONAUT_FACE = (180, 70, 265, 165)  # eyebrows to chin, as in test_faces
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models run fastest on one thread (and don't fight other processes for cores)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 class StandIn:

@@ -26,23 +26,8 @@ BUNDLED = [
 ]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models run fastest on one thread (and don't fight other processes for cores)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
-@pytest.fixture(autouse=True)
-def user_home(tmp_path, monkeypatch):
-    """An empty user folder for every test (never the real ~/.config)."""
-    home = tmp_path / "home"
-    monkeypatch.setenv("SDENHANCE_HOME", str(home))
-    return home
 
 
 def write_user(home, name: str, text: str):

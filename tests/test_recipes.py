@@ -22,22 +22,8 @@ TINY = {"steps": "2", "upscaler": "lanczos", "tile": "64", "overlap": "16", "vae
 TINY_ARGS = [a for k, v in TINY.items() for a in ("--set", f"{k}={v}")]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models run fastest on one thread (and don't fight other processes for cores)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
-@pytest.fixture(autouse=True)
-def user_home(tmp_path, monkeypatch):
-    home = tmp_path / "home"
-    monkeypatch.setenv("SDENHANCE_HOME", str(home))
-    return home
 
 
 def write(folder, name: str, text: str):
