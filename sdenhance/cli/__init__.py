@@ -13,8 +13,8 @@ import click
 import typer
 from typer.core import TyperGroup
 
-from ..errors import SdenhanceError
-from .common import err_console
+from sdenhance.cli.common import err_console
+from sdenhance.errors import SdenhanceError
 
 
 class _Group(TyperGroup):
@@ -43,7 +43,7 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from . import color, facefix, img2img, info, inpaint, recipes, upscale
+    from sdenhance.cli import color, facefix, img2img, info, inpaint, recipes, upscale
 
     for module in (upscale, img2img, inpaint, facefix, color, recipes, info):
         app.add_typer(module.app)
