@@ -172,6 +172,8 @@ def _coerce(value: Any, default: Any) -> Any:
         return float(value)
     if isinstance(default, tuple) and isinstance(value, list):
         return tuple(value)
+    if isinstance(default, tuple) and isinstance(value, str):  # `--set loras=a:0.5,b`
+        return tuple(part.strip() for part in value.split(",") if part.strip())
     return value
 
 

@@ -37,10 +37,9 @@ _CHECK_STAGES = ("upscale", "img2img")  # present in every build: values are che
 
 def home_dir() -> Path:
     """`$SDENHANCE_HOME`, else `$XDG_CONFIG_HOME/sdenhance` (default `~/.config/sdenhance`)."""
-    env = os.environ.get("SDENHANCE_HOME")
-    if env:
-        return Path(env).expanduser()
-    return Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "sdenhance"
+    from sdenhance.models.config import user_dir
+
+    return user_dir()
 
 
 def bundled_dir(kind: str) -> Path:

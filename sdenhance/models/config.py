@@ -38,6 +38,7 @@ class EngineConfig:
     vae_tiling: bool = False
     attention_slicing: bool = False
     allow_pickle: bool = False
+    vae: str | None = None  # VAE to use instead of the model's: folder, hub id or .safetensors
 
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -79,6 +80,15 @@ def user_config_path() -> Path:  # model precedence: flag > SDENHANCE_* env > th
     return base / "sdenhance" / "config.toml"
 
 
+def user_dir() -> Path:
+    """The user folder: `$SDENHANCE_HOME`, else `$XDG_CONFIG_HOME/sdenhance` (~/.config/sdenhance);
+    it holds `prompts/`, `pipelines/`, `loras/` and `embeddings/`."""
+    env = os.environ.get("SDENHANCE_HOME")
+    if env:
+        return Path(env).expanduser()
+    return Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "sdenhance"
+
+
 def user_defaults() -> dict[str, Any]:
     """Defaults from the user config file (`model`, `controlnet`, `sdxl_model`...), if any."""
     path = user_config_path()
@@ -88,7 +98,17 @@ def user_defaults() -> dict[str, Any]:
         data = tomllib.loads(path.read_text())
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise SdenhanceError(f"config file {path} is not valid TOML: {exc}") from None
-    allowed = {"model", "controlnet", "inpaint_model", "model_config", "device", "dtype"}
+    allowed = {
+        "model",
+        "controlnet",
+        "inpaint_model",
+        "model_config",
+        "device",
+        "dtype",
+        "vae",
+        "lora_dirs",
+        "embedding_dirs",
+    }
     unknown = set(data) - allowed
     if unknown:
         raise SdenhanceError(

@@ -43,24 +43,6 @@ log = logging.getLogger("sdenhance")
 # the engine
 
 
-def warn_long_prompts(tokenizer: Any, *prompts: str | None) -> None:
-    """Say so when a prompt is longer than the text encoder reads (never cut silently)."""
-    limit = tokenizer.model_max_length - 2  # start and end tokens
-    for prompt in prompts:
-        if not prompt:
-            continue
-        ids = tokenizer(prompt, add_special_tokens=False, truncation=False).input_ids
-        if len(ids) > limit:
-            dropped = tokenizer.decode(ids[limit:]).strip()
-            log.warning(
-                "prompt is %d tokens; the text encoder reads the first %d, so this part is ignored: %r "
-                "(shorten the prompt or put the key words first)",
-                len(ids),
-                limit,
-                dropped[:80],
-            )
-
-
 def _quiet_libraries() -> None:
     """diffusers/transformers chatter (progress bars, torchvision notes) stays out of stderr."""
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # read at import: before it

@@ -19,12 +19,13 @@ if TYPE_CHECKING:
     import torch
 
 
-def load_pickle_weights(path: Path) -> dict[str, torch.Tensor]:
+def load_pickle_weights(path: Path, *, nested: bool = False) -> dict[str, torch.Tensor]:
     """Tensors of a pickle checkpoint, unpickled weights-only: never executes code from the file.
 
     A file that needs anything beyond tensors and plain containers is refused, never retried
     with `weights_only=False`. A nested `state_dict` is unwrapped; non-tensor entries
-    (`global_step`, ...) are dropped.
+    (`global_step`, ...) are dropped. With `nested`, tensors in nested dicts are kept as
+    `outer.inner` keys (A1111 embeddings keep theirs under `string_to_param`).
     """
     import pickle
 
@@ -54,6 +55,12 @@ def load_pickle_weights(path: Path) -> dict[str, torch.Tensor]:
             f"checkpoint {path} holds a {type(obj).__name__}, not a dict of weights"
         )
     tensors = {str(k): v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+    if nested:
+        for key, value in obj.items():
+            if isinstance(value, dict):
+                for sub, tensor in value.items():
+                    if isinstance(tensor, torch.Tensor):
+                        tensors[f"{key}.{sub}"] = tensor
     if not tensors:
         raise SdenhanceError(f"checkpoint {path} holds no weights")
     return tensors

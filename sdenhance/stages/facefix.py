@@ -28,12 +28,19 @@ import numpy as np
 from PIL import Image
 
 from sdenhance.detectors import faces as detectors
+from sdenhance.diffusion.conditioning import conditioned
 from sdenhance.errors import SdenhanceError
 from sdenhance.models.schedulers import DEFAULT_SCHEDULER, SCHEDULERS
 from sdenhance.ops import faces
 from sdenhance.ops.crops import composite_exact, crop
 from sdenhance.options import option
 from sdenhance.stages import Context, inpaint
+from sdenhance.stages.networks import (
+    check_networks,
+    clip_skip_option,
+    embeddings_option,
+    loras_option,
+)
 
 DEFAULT_PROMPT = "a detailed photo of a face, natural skin texture, sharp eyes"
 DEFAULT_NEGATIVE = (
@@ -109,9 +116,13 @@ class Options:
         5.0, "Classifier-free guidance scale, 0–30 (1 disables it; 4–7 typical).", ge=0.0, le=30.0
     )
     scheduler: str = option(DEFAULT_SCHEDULER, "Sampler.", choices=tuple(SCHEDULERS))
+    loras: tuple[str, ...] = loras_option()
+    embeddings: tuple[str, ...] = embeddings_option()
+    clip_skip: int | None = clip_skip_option()
 
     def check(self) -> None:
         """The mask must fit in its crop, and the detector must exist, before anything loads."""
+        check_networks(self)
         if self.padding < self.dilate + self.feather:
             raise SdenhanceError(
                 f"`padding` ({self.padding}) must be ≥ `dilate` + `feather` "
@@ -144,6 +155,9 @@ def inpaint_options(opts: Options, strength: float) -> inpaint.Options:
         guidance=opts.guidance,
         scheduler=opts.scheduler,
         color_match=opts.color_match,
+        loras=opts.loras,
+        embeddings=opts.embeddings,
+        clip_skip=opts.clip_skip,
     )
 
 
@@ -174,31 +188,37 @@ def run(image: Image.Image, opts: Options, ctx: Context) -> Image.Image:
     # 3. Per face: crop with context, repaint at native size, colour-match to the face it
     #    replaces, paste back through mask × blend (each face sees the previous ones' results)
     current = original.copy()
-    for n, (face, record) in enumerate(zip(found, ctx.record["faces"], strict=True)):
-        mask = faces.face_mask(face, image.size, dilate=opts.dilate, feather=opts.feather)
-        box = faces.face_crop(face, image.size, padding=opts.padding, multiple=inpaint.LATENT)
-        job = inpaint.crop_job(box, crop(mask, box), native)
-        strength = face_strength(opts.strength, face, native)
-        label = "facefix" if len(found) == 1 else f"facefix {n + 1}/{len(found)}"
-        context = crop(current, box)
-        out = inpaint.repaint_matched(
-            pipe,
-            context,
-            (job.blend > 0).astype(np.float32),
-            job,
-            inpaint_options(opts, strength),
-            generator,
-            lambda i, total, label=label: ctx.progress(label, i, total),
-            reference=context,
-            reference_mask=job.blend,
-        )
-        # 4. Bit-identical wherever this face's mask is 0
-        x0, y0, x1, y1 = box
-        current[y0:y1, x0:x1] = composite_exact(context, out, job.blend * np.float32(opts.blend))
-        record.update(strength=round(strength, 4), crop=list(box), size=list(job.size))
+    with conditioned(engine, pipe, opts, guidance=opts.guidance > 1.0) as (cond, networks):
+        for n, (face, record) in enumerate(zip(found, ctx.record["faces"], strict=True)):
+            mask = faces.face_mask(face, image.size, dilate=opts.dilate, feather=opts.feather)
+            box = faces.face_crop(face, image.size, padding=opts.padding, multiple=inpaint.LATENT)
+            job = inpaint.crop_job(box, crop(mask, box), native)
+            strength = face_strength(opts.strength, face, native)
+            label = "facefix" if len(found) == 1 else f"facefix {n + 1}/{len(found)}"
+            context = crop(current, box)
+            out = inpaint.repaint_matched(
+                pipe,
+                context,
+                (job.blend > 0).astype(np.float32),
+                job,
+                inpaint_options(opts, strength),
+                generator,
+                lambda i, total, label=label: ctx.progress(label, i, total),
+                reference=context,
+                reference_mask=job.blend,
+                cond=cond,
+            )
+            # 4. Bit-identical wherever this face's mask is 0
+            x0, y0, x1, y1 = box
+            blend = job.blend * np.float32(opts.blend)
+            current[y0:y1, x0:x1] = composite_exact(context, out, blend)
+            record.update(strength=round(strength, 4), crop=list(box), size=list(job.size))
 
     # 5. Record what ran
     ctx.record.update(
-        prompt=opts.prompt, negative_prompt=opts.negative_prompt, models=engine.describe()
+        prompt=opts.prompt,
+        negative_prompt=opts.negative_prompt,
+        models=engine.describe(),
+        **networks,
     )
     return Image.fromarray(current, "RGB")

@@ -8,10 +8,16 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from sdenhance.models.engine import warn_long_prompts
+from sdenhance.diffusion.conditioning import conditioned
 from sdenhance.models.schedulers import DEFAULT_SCHEDULER, SCHEDULERS
 from sdenhance.options import option
 from sdenhance.stages import Context
+from sdenhance.stages.networks import (
+    check_networks,
+    clip_skip_option,
+    embeddings_option,
+    loras_option,
+)
 
 DEFAULT_NEGATIVE = "blurry, lowres, jpeg artifacts, noise, oversmoothed, watermark, text"
 
@@ -30,6 +36,12 @@ class Options:
         6.0, "Classifier-free guidance scale (1 disables it).", ge=0.0, le=30.0
     )
     scheduler: str = option(DEFAULT_SCHEDULER, "Sampler.", choices=tuple(SCHEDULERS))
+    loras: tuple[str, ...] = loras_option()
+    embeddings: tuple[str, ...] = embeddings_option()
+    clip_skip: int | None = clip_skip_option()
+
+    def check(self) -> None:
+        check_networks(self)
 
 
 def pad_to_multiple(image: Image.Image, multiple: int) -> tuple[Image.Image, tuple[int, int]]:
@@ -56,7 +68,6 @@ def run(image: Image.Image, opts: Options, ctx: Context) -> Image.Image:
     # 2. models and seed
     engine = ctx.engine
     pipe = engine.img2img(opts.scheduler)
-    warn_long_prompts(pipe.tokenizer, opts.prompt, opts.negative_prompt)
     seed = ctx.resolve_seed()
     # 3. the VAE needs sizes divisible by 8
     padded, (w, h) = pad_to_multiple(image, 8)
@@ -67,20 +78,23 @@ def run(image: Image.Image, opts: Options, ctx: Context) -> Image.Image:
         ctx.progress("img2img", i + 1, total)
         return kwargs
 
-    # 4. denoise
-    out = pipe(
-        prompt=opts.prompt,
-        negative_prompt=opts.negative_prompt or None,
-        image=padded,
-        strength=opts.strength,
-        num_inference_steps=steps,
-        guidance_scale=opts.guidance,
-        generator=engine.generator(seed),
-        callback_on_step_end=on_step,
-        output_type="pil",
-    ).images[0]
+    # 4. denoise, with the prompt's LoRAs applied for this call only
+    with conditioned(engine, pipe, opts, guidance=opts.guidance > 1.0) as (cond, networks):
+        out = pipe(
+            **cond.pipe_kwargs(),
+            image=padded,
+            strength=opts.strength,
+            num_inference_steps=steps,
+            guidance_scale=opts.guidance,
+            generator=engine.generator(seed),
+            callback_on_step_end=on_step,
+            output_type="pil",
+        ).images[0]
     # 5. crop the padding away and record what ran
     ctx.record.update(
-        prompt=opts.prompt, negative_prompt=opts.negative_prompt, models=engine.describe()
+        prompt=opts.prompt,
+        negative_prompt=opts.negative_prompt,
+        models=engine.describe(),
+        **networks,
     )
     return out.crop((0, 0, w, h)) if out.size != (w, h) else out

@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image
 
 from sdenhance.errors import SdenhanceError
-from sdenhance.models.engine import warn_long_prompts
+from sdenhance.diffusion.conditioning import conditioned
 from sdenhance.models.schedulers import DEFAULT_SCHEDULER, SCHEDULERS
 from sdenhance.ops.color import color_transfer
 from sdenhance.ops.crops import composite_exact, crop, crop_groups
@@ -27,6 +27,12 @@ from sdenhance.ops.masks import Box, check_mask, feather, grow, mask_from_image
 from sdenhance.options import option
 from sdenhance.stages import Context
 from sdenhance.stages.img2img import DEFAULT_NEGATIVE, effective_steps, pad_to_multiple
+from sdenhance.stages.networks import (
+    check_networks,
+    clip_skip_option,
+    embeddings_option,
+    loras_option,
+)
 
 AREAS = ("masked", "whole")
 FILLS = ("original", "blur", "telea", "noise")
@@ -94,6 +100,12 @@ class Options:
         False,
         "Stretch a mask of another size to the image (nearest neighbour) instead of refusing it.",
     )
+    loras: tuple[str, ...] = loras_option()
+    embeddings: tuple[str, ...] = embeddings_option()
+    clip_skip: int | None = clip_skip_option()
+
+    def check(self) -> None:
+        check_networks(self)
 
 
 # --- initial content --------------------------------------------------------------------------
@@ -240,8 +252,10 @@ def repaint(
     opts: Options,
     generator: Any,
     progress: Any,
+    cond: Any,
 ) -> np.ndarray:
-    """The pipeline's repaint of `region` in `image` (both cropped to the job's box), at box size."""
+    """The pipeline's repaint of `region` in `image` (both cropped to the job's box), at box
+    size, with the prompt embeddings `cond` (`sdenhance.diffusion.conditioning`)."""
     bw, bh = image.shape[1], image.shape[0]
     pw, ph = job.size
     if job.resample:
@@ -256,10 +270,8 @@ def repaint(
         progress(i + 1, pipe_.num_timesteps)
         return kwargs
 
-    warn_long_prompts(pipe.tokenizer, opts.prompt, opts.negative_prompt)
     out = pipe(
-        prompt=opts.prompt,
-        negative_prompt=opts.negative_prompt or None,
+        **cond.pipe_kwargs(),
         image=model_image,
         mask_image=Image.fromarray(latent_cover(model_mask).astype(np.uint8) * 255, "L"),
         strength=opts.strength,
@@ -289,6 +301,7 @@ def repaint_matched(
     *,
     reference: np.ndarray,
     reference_mask: np.ndarray,
+    cond: Any,
 ) -> np.ndarray:
     """`repaint`, then with `opts.color_match` its Lab mean and spread under `job.blend` moved
     to those of `reference` under `reference_mask` (all cropped to the job's box).
@@ -297,7 +310,7 @@ def repaint_matched(
     should agree with keeps the blend edge invisible. Nothing is matched when
     `reference_mask` selects nothing.
     """
-    out = repaint(pipe, image, region, job, opts, generator, progress)
+    out = repaint(pipe, image, region, job, opts, generator, progress, cond)
     if not opts.color_match or not np.any(reference_mask > 0):
         return out
     matched = color_transfer(
@@ -343,26 +356,28 @@ def run(image: Image.Image, opts: Options, ctx: Context) -> Image.Image:
     jobs = plan_jobs(blend, opts, native_resolution(pipe))
     generated = start.copy()
     done = np.zeros_like(blend)
-    for n, job in enumerate(jobs):
-        x0, y0, x1, y1 = job.box
-        own = job.blend > 0
-        context = composite_exact(
-            crop(start, job.box), crop(generated, job.box), crop(done, job.box)
-        )
-        label = "inpaint" if len(jobs) == 1 else f"inpaint {n + 1}/{len(jobs)}"
-        out = repaint_matched(
-            pipe,
-            context,
-            crop(region, job.box) * own,
-            job,
-            opts,
-            generator,
-            lambda i, total, label=label: ctx.progress(label, i, total),
-            reference=crop(original, job.box),
-            reference_mask=crop(ring, job.box),
-        )
-        generated[y0:y1, x0:x1][own] = out[own]
-        done[y0:y1, x0:x1] = np.maximum(done[y0:y1, x0:x1], job.blend)
+    with conditioned(engine, pipe, opts, guidance=opts.guidance > 1.0) as (cond, networks):
+        for n, job in enumerate(jobs):
+            x0, y0, x1, y1 = job.box
+            own = job.blend > 0
+            context = composite_exact(
+                crop(start, job.box), crop(generated, job.box), crop(done, job.box)
+            )
+            label = "inpaint" if len(jobs) == 1 else f"inpaint {n + 1}/{len(jobs)}"
+            out = repaint_matched(
+                pipe,
+                context,
+                crop(region, job.box) * own,
+                job,
+                opts,
+                generator,
+                lambda i, total, label=label: ctx.progress(label, i, total),
+                reference=crop(original, job.box),
+                reference_mask=crop(ring, job.box),
+                cond=cond,
+            )
+            generated[y0:y1, x0:x1][own] = out[own]
+            done[y0:y1, x0:x1] = np.maximum(done[y0:y1, x0:x1], job.blend)
 
     # 5. Composite: bit-identical to the input wherever the blend mask is 0
     result = composite_exact(original, generated, blend)
@@ -372,6 +387,7 @@ def run(image: Image.Image, opts: Options, ctx: Context) -> Image.Image:
         prompt=opts.prompt,
         negative_prompt=opts.negative_prompt,
         models=engine.describe(),
+        **networks,
         inpaint_crops=[{"box": list(job.box), "size": list(job.size)} for job in jobs],
     )
     return Image.fromarray(result, "RGB")

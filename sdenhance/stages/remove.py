@@ -19,6 +19,12 @@ from sdenhance.errors import SdenhanceError
 from sdenhance.ops.crops import composite_exact
 from sdenhance.ops.masks import check_mask, feather, grow, mask_from_image
 from sdenhance.options import option
+from sdenhance.stages.networks import (
+    check_networks,
+    clip_skip_option,
+    embeddings_option,
+    loras_option,
+)
 
 METHODS = {"telea": cv2.INPAINT_TELEA, "ns": cv2.INPAINT_NS}
 
@@ -71,9 +77,13 @@ class Options:
     guidance: float = option(
         5.0, "Classifier-free guidance of the refinement, 0–30 (1 disables it).", ge=0.0, le=30.0
     )
+    loras: tuple[str, ...] = loras_option()
+    embeddings: tuple[str, ...] = embeddings_option()
+    clip_skip: int | None = clip_skip_option()
 
     def check(self) -> None:
         """Refinement settings are checked against the inpaint stage before any image loads."""
+        check_networks(self)
         if self.refine:
             inpaint_options(self)
 
@@ -104,6 +114,9 @@ def inpaint_options(opts: Options) -> Any:
             "grow": 0,  # the mask handed over is already grown
             "area": "masked",
             "fill": "original",  # start from the offline fill
+            "loras": opts.loras,
+            "embeddings": opts.embeddings,
+            "clip_skip": opts.clip_skip,
         },
         where="remove (refine)",
     )

@@ -20,17 +20,23 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image
 
+from sdenhance.diffusion.conditioning import conditioned
 from sdenhance.diffusion.tiled_denoise import LATENT_FACTOR, PredictFn, tiled_denoise
 from sdenhance.diffusion.tiled_vae import vae_decode, vae_encode, vae_tiling
 from sdenhance.errors import SdenhanceError
 from sdenhance.io.convert import from_array, to_array
-from sdenhance.models.engine import warn_long_prompts
 from sdenhance.models.schedulers import DEFAULT_SCHEDULER, SCHEDULERS
 from sdenhance.ops import tiling
 from sdenhance.ops.color import METHODS as COLOR_METHODS
 from sdenhance.options import option
 from sdenhance.stages import Context
 from sdenhance.stages.img2img import DEFAULT_NEGATIVE, effective_steps
+from sdenhance.stages.networks import (
+    check_networks,
+    clip_skip_option,
+    embeddings_option,
+    loras_option,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -105,8 +111,12 @@ class Options:
         ge=0.0,
         le=1.0,
     )
+    loras: tuple[str, ...] = loras_option()
+    embeddings: tuple[str, ...] = embeddings_option()
+    clip_skip: int | None = clip_skip_option()
 
     def check(self) -> None:
+        check_networks(self)
         tile = self.tile or 512
         if self.overlap >= tile:
             raise SdenhanceError(
@@ -181,26 +191,17 @@ def plan(size_in: tuple[int, int], opts: Options, native: int = 512) -> Plan:
 # the stage
 
 
-def _conditioning(engine: Any, opts: Options, guidance: bool) -> dict[str, Any]:
-    """Prompt embeddings once per image (CFG pairs as [uncond, cond])."""
+def _conditioning(cond: Any, guidance: bool) -> dict[str, Any]:
+    """Prompt embeddings once per image, CFG pairs as [uncond, cond] (pooled too for SDXL)."""
     import torch
 
-    pipe = engine.controlnet_img2img(None)
-    warn_long_prompts(pipe.tokenizer, opts.prompt, opts.negative_prompt)
-    device = engine.device
-    if engine.family == "sdxl":
-        pe, npe, pooled, npooled = pipe.encode_prompt(
-            prompt=opts.prompt,
-            device=device,
-            num_images_per_prompt=1,
-            do_classifier_free_guidance=guidance,
-            negative_prompt=opts.negative_prompt or None,
-        )
-        if guidance:
-            pe, pooled = torch.cat([npe, pe]), torch.cat([npooled, pooled])
-        return {"prompt_embeds": pe, "pooled": pooled}
-    pe, npe = pipe.encode_prompt(opts.prompt, device, 1, guidance, opts.negative_prompt or None)
-    return {"prompt_embeds": torch.cat([npe, pe]) if guidance else pe}
+    pe = cond.prompt_embeds
+    if guidance:
+        pe = torch.cat([cond.negative_prompt_embeds, pe])
+    out = {"prompt_embeds": pe}
+    if cond.pooled is not None:
+        out["pooled"] = torch.cat([cond.negative_pooled, cond.pooled]) if guidance else cond.pooled
+    return out
 
 
 def _make_predict(
@@ -379,21 +380,24 @@ def generate(
     noise = torch.randn(init.shape, generator=generator, dtype=torch.float32)
     latents = scheduler.add_noise(init, noise, timesteps[:1]).to(engine.device)
 
-    # denoise all tiles together each step
-    cond = _conditioning(engine, opts, opts.guidance > 1.0)
-    predict = _make_predict(engine, opts, canvas, cond)
-    n_tiles = len(work.tiles)
-    latents = tiled_denoise(
-        latents,
-        scheduler,
-        timesteps,
-        work.tiles,
-        opts.overlap // LATENT_FACTOR,
-        predict,
-        batch=opts.tile_batch,
-        generator=generator,
-        progress=lambda done, total: ctx.progress(f"denoise ({n_tiles} tiles)", done, total),
-    )
+    # denoise all tiles together each step, the prompt's LoRAs applied for this call only
+    guidance = opts.guidance > 1.0
+    pipe = engine.controlnet_img2img(None)
+    with conditioned(engine, pipe, opts, guidance=guidance) as (cond, networks):
+        predict = _make_predict(engine, opts, canvas, _conditioning(cond, guidance))
+        n_tiles = len(work.tiles)
+        latents = tiled_denoise(
+            latents,
+            scheduler,
+            timesteps,
+            work.tiles,
+            opts.overlap // LATENT_FACTOR,
+            predict,
+            batch=opts.tile_batch,
+            generator=generator,
+            progress=lambda done, total: ctx.progress(f"denoise ({n_tiles} tiles)", done, total),
+        )
+    ctx.record.update(networks)
     ctx.progress("decode", 0, 1)
     out = vae_decode(
         vae,

@@ -1,0 +1,55 @@
+"""Option fields every generative stage shares: LoRAs, textual-inversion embeddings, clip skip.
+
+Declared once here so their help and checks read the same in every stage, preset and recipe.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sdenhance.errors import SdenhanceError
+from sdenhance.options import option
+
+MAX_LORAS = 16
+MAX_EMBEDDINGS = 32
+
+
+def loras_option() -> Any:
+    return option(
+        (),
+        "LoRAs as NAME_OR_PATH[:WEIGHT] (weight 1 if left out; 0 disables one), applied for "
+        "this step only. Names are file stems in the LoRA folders (SDENHANCE_LORA_DIR, the "
+        "config's lora_dirs, then loras/ in the user folder); <lora:NAME:WEIGHT> in the "
+        "prompt adds one too.",
+    )
+
+
+def embeddings_option() -> Any:
+    return option(
+        (),
+        "Textual-inversion embeddings (file path or name) to load; use each by its name in the "
+        "prompt or negative prompt. Names from the embedding folders (SDENHANCE_EMBEDDING_DIR, "
+        "the config's embedding_dirs, then embeddings/ in the user folder) work without this.",
+    )
+
+
+def clip_skip_option() -> Any:
+    return option(
+        None,
+        "Read the text encoder N layers from the end, 1–12, as A1111's Clip skip (2 suits many "
+        "anime SD 1.5 models). Default: the model's own (last layer for SD 1.5, penultimate "
+        "for SDXL).",
+        ge=1,
+        le=12,
+    )
+
+
+def check_networks(opts: Any) -> None:
+    """Entries of `loras` and `embeddings` are non-empty text, and not too many."""
+    for name, limit in (("loras", MAX_LORAS), ("embeddings", MAX_EMBEDDINGS)):
+        values = getattr(opts, name, ())
+        if len(values) > limit:
+            raise SdenhanceError(f"`{name}`: at most {limit}; got {len(values)}")
+        for value in values:
+            if not isinstance(value, str) or not value.strip():
+                raise SdenhanceError(f"`{name}` entries must be non-empty text; got {value!r}")
