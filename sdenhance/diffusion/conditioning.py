@@ -59,7 +59,8 @@ def conditioned(
         record["loras"] = [lora.record() for lora in loras]
     if found:
         record["embeddings"] = [emb.record() for emb in found.values()]
-    with lora_files.applied(pipe, loras, engine.family, allow_pickle=allow):
+    family = "sdxl" if len(widths) == 2 else "sd15"  # the pipeline's, not the base model's
+    with lora_files.applied(pipe, loras, family, allow_pickle=allow):
         cond = encode(
             pipe,
             prompt,

@@ -114,9 +114,15 @@ def inpaint_options(opts: Options) -> Any:
             "grow": 0,  # the mask handed over is already grown
             "area": "masked",
             "fill": "original",  # start from the offline fill
-            "loras": opts.loras,
-            "embeddings": opts.embeddings,
-            "clip_skip": opts.clip_skip,
+            **{  # only those set, so the refinement's own defaults stay in charge otherwise
+                k: v
+                for k, v in (
+                    ("loras", opts.loras),
+                    ("embeddings", opts.embeddings),
+                    ("clip_skip", opts.clip_skip),
+                )
+                if v
+            },
         },
         where="remove (refine)",
     )
