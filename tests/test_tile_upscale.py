@@ -364,12 +364,3 @@ def test_estimate_beyond_the_image_buffers_is_bounded_by_the_tile():
     full_tile_batch = tu.ACTIVATION_BYTES["sd15"] * opts.tile_batch * 2  # CFG pairs
     assert all(e <= full_tile_batch for e in extra)  # 1 MP or 64 MP output: same bound
     assert extra[2] <= extra[1]
-
-
-def test_long_prompts_are_warned_not_silently_cut(models, photo, caplog):
-    long_prompt = ", ".join(["a very detailed photo of a tabby cat"] * 20)
-    with caplog.at_level("WARNING", logger="sdenhance"):
-        Enhancer(models["sd15"], controlnet=models["sd15-controlnet"]).upscale(
-            photo, seed=0, prompt=long_prompt, **small_opts(steps=2)
-        )
-    assert "tokens" in caplog.text and "ignored" in caplog.text

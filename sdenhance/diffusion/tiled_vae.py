@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -12,6 +14,23 @@ from sdenhance.ops import tiling
 
 if TYPE_CHECKING:
     import torch
+
+
+@contextlib.contextmanager
+def vae_precision(vae: Any, dtype: Any) -> Iterator[Any]:
+    """The dtype to run `vae` in: fp32 when it is fp16 and its config says `force_upcast` (the
+    original SDXL VAE overflows in fp16, as diffusers' pipelines also assume), cast back after.
+    fp16 -> fp32 -> fp16 is exact, so the shared VAE ends as it was."""
+    import torch
+
+    if dtype != torch.float16 or not getattr(vae.config, "force_upcast", False):
+        yield dtype
+        return
+    vae.to(dtype=torch.float32)
+    try:
+        yield torch.float32
+    finally:
+        vae.to(dtype=torch.float16)
 
 
 def vae_tiling(max_tile: int, canvas: tuple[int, int]) -> tuple[int, int]:

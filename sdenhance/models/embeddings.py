@@ -119,7 +119,10 @@ def gather(
     known = library.catalogue("embeddings")
     names = {path.stem: path for path in known.values() if path.stem not in found}
     mentioned = {
-        name for text in texts for _, name in split_embeddings(text, list(names)) if name is not None
+        name
+        for text in texts
+        for _, name in split_embeddings(text, list(names))
+        if name is not None
     }
     for name in sorted(mentioned):
         emb = load_embedding(names[name], allow_pickle=allow_pickle)

@@ -69,6 +69,7 @@ class Engine:
         check_config(self.config)
         self._pipes: dict[Any, Any] = {}
         self._resolved: dict[str, ResolvedModel] = {}
+        self._vae: tuple[Any, dict[str, Any]] | None = None  # (module, metadata) once loaded
         self.load_seconds = 0.0
         _quiet_libraries()
 
@@ -108,6 +109,8 @@ class Engine:
         out: dict[str, Any] = {}
         for role, resolved in self._resolved.items():
             out.update(resolved.describe(role))
+        if self._vae is not None:
+            out.update(self._vae[1])
         out["device"] = str(self.device)
         out["dtype"] = str(self.dtype).replace("torch.", "")
         return out
@@ -163,10 +166,33 @@ class Engine:
                     "--model-config with a diffusers folder of the same family"
                 )
             raise SdenhanceError(f"could not load {resolved.spec}: {first}", hint=hint) from None
+        self._swap_vae(pipe)
         self.load_seconds += time.perf_counter() - t0
         pipe.set_progress_bar_config(disable=True)
         self._place(pipe)
         return pipe
+
+    def _swap_vae(self, pipe: Any) -> None:
+        """Put the configured VAE (`--vae`, SDENHANCE_VAE, config `vae`) in place of the model's;
+        loaded once and shared by every pipeline of this engine."""
+        spec = self.config.vae or os.environ.get("SDENHANCE_VAE") or user_defaults().get("vae")
+        if not spec:
+            return
+        from sdenhance.models.vae import check_family, load_vae
+
+        if self._vae is None:
+            vae, path = load_vae(
+                spec, pipe.vae, dtype=self.dtype, allow_pickle=self.config.allow_pickle
+            )
+            info: dict[str, Any] = {"vae": spec}
+            if path.is_file():
+                from sdenhance.models.hashes import short_hash
+
+                info["vae_hash"] = short_hash(path)
+            self._vae = (vae, info)
+        else:
+            check_family(spec, self._vae[0], pipe.vae)
+        pipe.register_modules(vae=self._vae[0])
 
     def _place(self, pipe) -> None:
         """Device, attention and memory knobs: set once at load, never inside a stage."""

@@ -147,7 +147,7 @@ def _sgm_name(name: str, per_block: int) -> str | None:
 
 
 def layer_table(pipe: Any) -> dict[str, Any]:
-    """"<component>:<name>" -> module for every Linear/Conv2d a LoRA may target, under the
+    """ "<component>:<name>" -> module for every Linear/Conv2d a LoRA may target, under the
     diffusers name and the Kohya spelling (dots as underscores, SGM names for the UNet)."""
     import torch
 
@@ -187,7 +187,9 @@ class _Delta:
     scale: float
 
 
-def plan_deltas(pipe: Any, lora: ResolvedLora, family: str, *, allow_pickle: bool) -> list[_Delta]:
+def plan_deltas(
+    pipe: Any, lora: ResolvedLora, family: str, *, allow_pickle: bool = False
+) -> list[_Delta]:
     """The per-layer additions of one LoRA; a LoRA for another model family is a user error."""
     import torch
 

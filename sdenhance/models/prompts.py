@@ -163,7 +163,9 @@ def _encode_text(
     device = device if device is not None else encoder.device
     ids_t = torch.tensor(rows, dtype=torch.long, device=device)
     fixes = [
-        (i, 1 + offset, vectors[name]) for i, c in enumerate(chunks) for offset, name in c.embeddings
+        (i, 1 + offset, vectors[name])
+        for i, c in enumerate(chunks)
+        for offset, name in c.embeddings
     ]
     with _inject(encoder, fixes):
         out = encoder(ids_t, output_hidden_states=True)

@@ -18,8 +18,8 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from sdenhance.errors import SdenhanceError
 from sdenhance.diffusion.conditioning import conditioned
+from sdenhance.errors import SdenhanceError
 from sdenhance.models.schedulers import DEFAULT_SCHEDULER, SCHEDULERS
 from sdenhance.ops.color import color_transfer
 from sdenhance.ops.crops import composite_exact, crop, crop_groups

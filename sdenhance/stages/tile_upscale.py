@@ -22,7 +22,7 @@ from PIL import Image
 
 from sdenhance.diffusion.conditioning import conditioned
 from sdenhance.diffusion.tiled_denoise import LATENT_FACTOR, PredictFn, tiled_denoise
-from sdenhance.diffusion.tiled_vae import vae_decode, vae_encode, vae_tiling
+from sdenhance.diffusion.tiled_vae import vae_decode, vae_encode, vae_precision, vae_tiling
 from sdenhance.errors import SdenhanceError
 from sdenhance.io.convert import from_array, to_array
 from sdenhance.models.schedulers import DEFAULT_SCHEDULER, SCHEDULERS
@@ -364,9 +364,10 @@ def generate(
     vae = engine.base.vae
     vae_tile, vae_overlap = vae_tiling(opts.vae_tile, (cw, ch))
     ctx.progress("encode", 0, 1)
-    init = vae_encode(
-        vae, canvas, tile=vae_tile, overlap=vae_overlap, device=engine.device, dtype=engine.dtype
-    )
+    with vae_precision(vae, engine.dtype) as vae_dtype:
+        init = vae_encode(
+            vae, canvas, tile=vae_tile, overlap=vae_overlap, device=engine.device, dtype=vae_dtype
+        )
 
     # schedule and noise: img2img starts part-way down the schedule
     scheduler = make_scheduler(opts.scheduler, engine.base.scheduler.config)
@@ -399,14 +400,15 @@ def generate(
         )
     ctx.record.update(networks)
     ctx.progress("decode", 0, 1)
-    out = vae_decode(
-        vae,
-        latents.cpu(),
-        tile=vae_tile,
-        overlap=vae_overlap,
-        device=engine.device,
-        dtype=engine.dtype,
-    )
+    with vae_precision(vae, engine.dtype) as vae_dtype:
+        out = vae_decode(
+            vae,
+            latents.cpu(),
+            tile=vae_tile,
+            overlap=vae_overlap,
+            device=engine.device,
+            dtype=vae_dtype,
+        )
     return out[: up_arr.shape[0], : up_arr.shape[1]], work
 
 
