@@ -11,6 +11,9 @@ of the same name; any `.toml` file can be given by path.
     negative_prompt = "plastic skin, deformed"
     creativity = 0.3
     strength = 0.3                         # img2img / inpaint / facefix
+    loras = ["add_detail:0.6"]             # NAME_OR_PATH[:WEIGHT], as --lora
+    embeddings = ["EasyNegative"]          # as --embedding
+    clip_skip = 2
 """
 
 from __future__ import annotations
@@ -151,6 +154,9 @@ class Preset(BaseModel):
     blend: float | None = None
     upscaler: str | None = None
     strength: float | None = None
+    loras: list[str] | None = None
+    embeddings: list[str] | None = None
+    clip_skip: int | None = None
     _path: Path | None = PrivateAttr(default=None)
 
     @property

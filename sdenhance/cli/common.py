@@ -13,6 +13,8 @@ from rich.logging import RichHandler
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from sdenhance.batch import BatchItem, expand_inputs, plan, run_batch
+from sdenhance.cli.networks import installed_only, warn_missing
+from sdenhance.cli.networks import network_options as network_options  # for the commands
 from sdenhance.models.config import EngineConfig
 from sdenhance.stages import Context
 
@@ -185,6 +187,16 @@ AttentionSlicing = Annotated[
         rich_help_panel=P_PERF,
     ),
 ]
+Vae = Annotated[
+    str | None,
+    typer.Option(
+        "--vae",
+        envvar="SDENHANCE_VAE",
+        help="VAE to use instead of the model's: diffusers folder, hub id (e.g. "
+        "madebyollin/sdxl-vae-fp16-fix) or .safetensors; must be of the model's family.",
+        rich_help_panel=P_MODEL,
+    ),
+]
 Verbose = Annotated[
     bool, typer.Option("--verbose", "-v", help="Log details to stderr.", rich_help_panel=P_OUT)
 ]
@@ -201,6 +213,7 @@ def engine_config(
     vae_tiling: bool = False,
     attention_slicing: bool = False,
     allow_pickle: bool = False,
+    vae: str | None = None,
 ) -> EngineConfig:
     from sdenhance.models.config import check_config
 
@@ -215,6 +228,7 @@ def engine_config(
         vae_tiling=vae_tiling,
         attention_slicing=attention_slicing,
         allow_pickle=allow_pickle,
+        vae=vae,
     )
     check_config(cfg)
     return cfg
@@ -348,18 +362,42 @@ def with_preset(name: str | None, values: dict[str, Any], stage: str = "upscale"
 
 def use_input_prompt(loaded: Any, opts: Any, ctx: Context, *, enabled: bool = True) -> Any:
     """Per-item options with the input's own prompt (A1111, ComfyUI, Midjourney or sdenhance
-    metadata) put before the options' prompt (a preset's quality words, say).
+    metadata) put before the options' prompt (a preset's quality words, say); its negative
+    prompt likewise before the options' negative prompt, and its LoRAs added to `loras`.
 
     Pass `enabled=prompt is None and not no_input_prompt`: a prompt given on the command line,
-    or `--no-input-prompt`, turns it off. Returns `opts` unchanged when there is nothing to offer.
+    or `--no-input-prompt`, turns it all off. A LoRA or embedding the metadata names but that
+    is not installed is a warning naming it (its `<lora:…>` tag is dropped), never a failure.
+    Returns `opts` unchanged when there is nothing to offer.
     """
     prompt = offered_prompt(loaded, enabled=enabled)
     if prompt is None or not hasattr(opts, "prompt"):
         return opts
     from sdenhance.presets import join_prompts
 
-    ctx.record["prompt_source"] = loaded.metadata.source
-    return item_options(opts, prompt=join_prompts(prompt, opts.prompt))
+    metadata = loaded.metadata
+    ctx.record["prompt_source"] = metadata.source
+    changes: dict[str, Any] = {"prompt": join_prompts(installed_only(prompt), opts.prompt)}
+    negative = metadata.negative_prompt
+    if negative and hasattr(opts, "negative_prompt"):
+        changes["negative_prompt"] = join_prompts(installed_only(negative), opts.negative_prompt)
+    if hasattr(opts, "loras"):
+        from sdenhance.models.loras import is_installed
+
+        extra = []
+        for name, weight in metadata.loras:
+            if is_installed(name):
+                extra.append(f"{name}:{weight:g}")
+            else:
+                warn_missing("LoRA", name, loaded.path.name)
+        if extra:
+            changes["loras"] = tuple(dict.fromkeys([*opts.loras, *extra]))
+    from sdenhance.models.library import find
+
+    for name in metadata.embeddings:
+        if find("embeddings", name) is None:
+            warn_missing("embedding", name, loaded.path.name)
+    return item_options(opts, **changes)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -457,6 +495,7 @@ _ENGINE_OPTIONS: dict[str, tuple[Any, Any]] = {
     "controlnet": (ControlNet, None),
     "inpaint_model": (InpaintModel, None),
     "model_config": (ModelConfig, None),
+    "vae": (Vae, None),
     "allow_pickle": (AllowPickle, False),
     "device": (Device, "auto"),
     "dtype": (Dtype, "auto"),

@@ -17,6 +17,7 @@ P_FACES = "Faces"
 
 @app.command("facefix")
 @c.engine_options("model", "inpaint_model")
+@c.network_options
 def facefix(
     inputs: c.Inputs,
     strength: Annotated[
@@ -111,6 +112,7 @@ def facefix(
     overwrite: c.Overwrite = False,
     verbose: c.Verbose = False,
     engine: EngineConfig | None = None,
+    networks: dict | None = None,
 ) -> None:
     """Find faces and repaint them gently for detail, keeping who they are.
 
@@ -138,6 +140,7 @@ def facefix(
                 steps=steps,
                 guidance=guidance,
                 scheduler=scheduler,
+                **(networks or {}),
             ),
             "facefix",
         ),

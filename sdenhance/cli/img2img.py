@@ -15,6 +15,7 @@ app = typer.Typer()
 
 @app.command("img2img")
 @c.engine_options("model")
+@c.network_options
 def img2img(
     inputs: c.Inputs,
     strength: Annotated[
@@ -38,6 +39,7 @@ def img2img(
     overwrite: c.Overwrite = False,
     verbose: c.Verbose = False,
     engine: EngineConfig | None = None,
+    networks: dict | None = None,
 ) -> None:
     """Refine images with Stable Diffusion img2img at a chosen strength."""
     c.setup_logging(verbose)
@@ -49,6 +51,7 @@ def img2img(
         steps=steps,
         guidance=guidance,
         scheduler=scheduler,
+        **(networks or {}),
     )
     opts = build_options("img2img", c.with_preset(preset, values, "img2img"))
 

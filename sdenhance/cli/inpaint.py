@@ -83,6 +83,7 @@ def _masked_input(path: Path, mask_image: Image.Image | None, ctx: Context) -> I
 
 @app.command("remove")
 @c.engine_options("model", "inpaint_model")
+@c.network_options
 def remove(
     inputs: c.Inputs,
     mask: MaskSource,
@@ -137,6 +138,7 @@ def remove(
     overwrite: c.Overwrite = False,
     verbose: c.Verbose = False,
     engine: EngineConfig | None = None,
+    networks: dict | None = None,
 ) -> None:
     """Remove the masked object: fill it from its surroundings (OpenCV), then optionally refine.
 
@@ -157,6 +159,7 @@ def remove(
             negative_prompt=negative_prompt,
             steps=steps,
             guidance=guidance,
+            **(networks or {}),
         ),
     )
     mask_image = _load_mask(mask)
@@ -169,6 +172,7 @@ def remove(
 
 @app.command("inpaint")
 @c.engine_options("model", "inpaint_model")
+@c.network_options
 def inpaint(
     inputs: c.Inputs,
     mask: InpaintMask,
@@ -241,6 +245,7 @@ def inpaint(
     overwrite: c.Overwrite = False,
     verbose: c.Verbose = False,
     engine: EngineConfig | None = None,
+    networks: dict | None = None,
 ) -> None:
     """Repaint the masked part of an image with a prompt; every other pixel stays bit-identical.
 
@@ -266,6 +271,7 @@ def inpaint(
                 fill=fill,
                 color_match=color_match,
                 mask_resize=mask_resize,
+                **(networks or {}),
             ),
             "inpaint",
         ),

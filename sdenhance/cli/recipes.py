@@ -183,6 +183,7 @@ def recipes(
 
 @app.command("run")
 @c.engine_options("model", "controlnet", "inpaint_model")
+@c.network_options
 def run(
     recipe: Annotated[
         str | None,
@@ -213,6 +214,7 @@ def run(
     overwrite: c.Overwrite = False,
     verbose: c.Verbose = False,
     engine: EngineConfig | None = None,
+    networks: dict | None = None,
 ) -> None:
     """Run a recipe's steps on images, or re-run an output with --from.
 
@@ -223,7 +225,7 @@ def run(
 
     c.setup_logging(verbose)
     c.check_seed(seed)
-    overrides = parse_sets(sets or [])
+    overrides: dict[str, Any] = {**(networks or {}), **parse_sets(sets or [])}
     specs = list(inputs or [])
     record: dict[str, Any] = {}
     if from_image is not None:
@@ -239,6 +241,7 @@ def run(
             model=engine.model or _recorded_model(models, "model"),
             controlnet=engine.controlnet or _recorded_model(models, "controlnet"),
             inpaint_model=engine.inpaint_model or _recorded_model(models, "inpaint_model"),
+            vae=engine.vae or _recorded_model(models, "vae"),
             dtype=_recorded_dtype(models, engine.device)
             if engine.dtype == "auto"
             else engine.dtype,

@@ -15,6 +15,7 @@ app = typer.Typer()
 
 @app.command("upscale")
 @c.engine_options("model", "controlnet")
+@c.network_options
 def upscale(
     inputs: c.Inputs,
     scale: Annotated[
@@ -125,6 +126,7 @@ def upscale(
     overwrite: c.Overwrite = False,
     verbose: c.Verbose = False,
     engine: EngineConfig | None = None,
+    networks: dict | None = None,
 ) -> None:
     """Upscale images: Real-ESRGAN pre-upscale, then seam-free ControlNet-tile diffusion in tiles.
 
@@ -150,6 +152,7 @@ def upscale(
         vae_tile=vae_tile,
         color_fix=color_fix,
         blend=blend,
+        **(networks or {}),
     )
     values = c.with_preset(preset, values, "upscale")
     opts = build_options("upscale", values)

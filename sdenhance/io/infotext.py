@@ -130,6 +130,8 @@ def infotext_fields(
     for name, value in models.items():
         if name not in ("model", "model_hash", "vae", "vae_hash", "controlnet", "controlnet_hash"):
             put(_label(name), _model_name(value) if isinstance(value, str) else value)
+    put("Lora hashes", _hash_list(record.get("loras")))
+    put("TI hashes", _hash_list(record.get("embeddings")))
     if steps:
         put("Stages", " > ".join(str(s.get("stage", "?")) for s in steps))
     size_in = record.get("size_in")
@@ -257,6 +259,18 @@ def _format_value(value: Any) -> str | None:
     if isinstance(value, np.generic):
         return _format_value(value.item())
     return str(value)
+
+
+def _hash_list(entries: Any) -> str | None:
+    """A1111's "name: hash, name: hash" list of the LoRAs or embeddings a run used."""
+    if not isinstance(entries, (list, tuple)):
+        return None
+    pairs = [
+        f"{e['name']}: {e['hash']}"
+        for e in entries
+        if isinstance(e, Mapping) and isinstance(e.get("name"), str) and e.get("hash")
+    ]
+    return ", ".join(pairs) or None
 
 
 def _label(name: str) -> str:

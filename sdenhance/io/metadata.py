@@ -52,6 +52,38 @@ class ImageMetadata:
         """The negative prompt, looked up in the same order as `prompt`."""
         return self._text("negative_prompt", "Negative prompt", "negative")
 
+    @property
+    def loras(self) -> list[tuple[str, float]]:
+        """LoRAs it was made with besides its prompt's `<lora:…>` tags: our record's, and
+        ComfyUI's LoraLoader nodes (file stem, model strength)."""
+        out: list[tuple[str, float]] = []
+        for entry in (self.sdenhance or {}).get("loras") or []:
+            if isinstance(entry, Mapping) and isinstance(entry.get("name"), str):
+                weight = entry.get("weight", 1.0)
+                out.append((entry["name"], float(weight) if _is_number(weight) else 1.0))
+        for node in (self.comfy_prompt or {}).values():
+            if not isinstance(node, Mapping) or "LoraLoader" not in str(node.get("class_type")):
+                continue
+            inputs = node.get("inputs") if isinstance(node.get("inputs"), Mapping) else {}
+            name, weight = inputs.get("lora_name"), inputs.get("strength_model", 1.0)
+            if isinstance(name, str) and name.strip():
+                stem = re.split(r"[\\/]", name.strip())[-1].rsplit(".", 1)[0]
+                out.append((stem, float(weight) if _is_number(weight) else 1.0))
+        return out
+
+    @property
+    def embeddings(self) -> list[str]:
+        """Embedding names it lists: A1111's "TI hashes", our record's `embeddings`."""
+        names = [
+            part.split(":", 1)[0].strip()
+            for part in (self.parameters or {}).get("TI hashes", "").split(",")
+            if ":" in part
+        ]
+        for entry in (self.sdenhance or {}).get("embeddings") or []:
+            if isinstance(entry, Mapping) and isinstance(entry.get("name"), str):
+                names.append(entry["name"])
+        return [n for n in dict.fromkeys(names) if n]
+
     def _text(self, ours: str, a1111: str, comfy: str) -> str | None:
         candidates = [
             record_text(self.sdenhance, ours) if self.sdenhance else None,
@@ -277,6 +309,10 @@ def _comfy_text(graph: Mapping[str, Any] | None, polarity: str) -> str | None:
         if _is_link(link):
             return _comfy_follow(graph, link, polarity, depth=0)
     return None
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _is_link(value: Any) -> bool:
