@@ -161,27 +161,26 @@ def _encode_text(
         first_end = ids.index(end)
         rows.append(ids[: first_end + 1] + [pad] * (len(ids) - first_end - 1))
     device = device if device is not None else encoder.device
-    ids_t = torch.tensor(rows, dtype=torch.long, device=device)
-    fixes = [
-        (i, 1 + offset, vectors[name])
-        for i, c in enumerate(chunks)
-        for offset, name in c.embeddings
-    ]
-    with _inject(encoder, fixes):
-        out = encoder(ids_t, output_hidden_states=True)
-    hidden = out.hidden_states
-    if sdxl:
-        z = hidden[-(clip_skip or 2)]
-    elif clip_skip and clip_skip > 1:
-        model = getattr(encoder, "text_model", encoder)
-        z = model.final_layer_norm(hidden[-clip_skip])
-    else:
-        z = out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
-    pooled = out.text_embeds[0] if sdxl and hasattr(out, "text_embeds") else None
-    weights = torch.tensor(
-        [[1.0, *c.weights, 1.0] for c in chunks], dtype=torch.float32, device=z.device
-    )
-    return [_emphasis(z[i], weights[i]) for i in range(len(chunks))], pooled
+    zs, pooled = [], None
+    for i, (chunk, row) in enumerate(zip(chunks, rows, strict=True)):
+        # one chunk per call, as A1111 does: a chunk's embedding never depends on the others
+        ids = torch.tensor([row], dtype=torch.long, device=device)
+        fixes = [(0, 1 + offset, vectors[name]) for offset, name in chunk.embeddings]
+        with _inject(encoder, fixes):
+            out = encoder(ids, output_hidden_states=True)
+        hidden = out.hidden_states
+        if sdxl:
+            z = hidden[-(clip_skip or 2)]
+        elif clip_skip and clip_skip > 1:
+            model = getattr(encoder, "text_model", encoder)
+            z = model.final_layer_norm(hidden[-clip_skip])
+        else:
+            z = out.last_hidden_state
+        weights = torch.tensor([1.0, *chunk.weights, 1.0], dtype=torch.float32, device=z.device)
+        zs.append(_emphasis(z[0], weights))
+        if i == 0 and sdxl and hasattr(out, "text_embeds"):
+            pooled = out.text_embeds[0]
+    return zs, pooled
 
 
 def _emphasis(z: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
@@ -215,13 +214,3 @@ def _inject(encoder: Any, fixes: list[tuple[int, int, torch.Tensor]]) -> Iterato
     finally:
         handle.remove()
 
-
-def token_count(pipe: Any, text: str) -> int:
-    """Prompt tokens of `text` as the first encoder reads it (weights and BREAK aside)."""
-    tokenizer = pipe.tokenizer
-    parts = syntax.parse_attention(text)
-    return sum(
-        len(tokenizer(p.text, add_special_tokens=False, truncation=False).input_ids)
-        for p in parts
-        if isinstance(p, syntax.Run)
-    )
