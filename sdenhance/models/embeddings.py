@@ -45,7 +45,7 @@ class Embedding:
                 return None
             tensors = pair
         else:
-            single = self.vectors.get("single", self.vectors.get("clip_l"))
+            single = self.vectors.get("single")  # an SDXL pair is not for SD 1.5 (as A1111)
             if single is None:
                 return None
             tensors = [single]
