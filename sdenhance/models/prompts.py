@@ -213,4 +213,3 @@ def _inject(encoder: Any, fixes: list[tuple[int, int, torch.Tensor]]) -> Iterato
         yield
     finally:
         handle.remove()
-

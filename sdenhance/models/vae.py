@@ -105,7 +105,7 @@ def _from_file(path: Path, reference: Any, *, dtype: Any, allow_pickle: bool) ->
     from sdenhance.models.library import read_tensors
 
     tensors = read_tensors(path, allow_pickle=allow_pickle, what="VAE")
-    config = dict(reference.config)
+    config = {k: v for k, v in reference.config.items() if k != "_use_default_values"}
     if not any(k.endswith("down_blocks.0.resnets.0.conv1.weight") for k in tensors):
         tensors = convert_ldm_vae_checkpoint(tensors, config)
     vae = diffusers.AutoencoderKL.from_config(config)

@@ -1,4 +1,4 @@
-"""Tiny LoRAs and textual-inversion embeddings for the tiny models, in the layouts users bring.
+"""Tiny LoRAs, textual-inversion embeddings and VAEs for the tiny models, in users' layouts.
 
 LoRAs: random low-rank pairs for the attention projections of the tiny UNet and text
 encoder(s), written in the Kohya/A1111 layout (`lora_unet_…`/`lora_te…`, `lora_down`/`lora_up`/
@@ -125,4 +125,40 @@ def save_embedding(
         torch.save(payload, path)
     else:
         save_file(data, str(path))
+    return path
+
+
+def build_vae(family: str = "sd15", *, seed: int = 1, force_upcast: bool | None = None):
+    """A tiny VAE of the tiny models' architecture with its family's real latent scale
+    (0.18215 SD 1.5, 0.13025 SDXL) and other random weights than the model's own."""
+    import torch
+    from diffusers import AutoencoderKL
+
+    from sdenhance.testing import _vae
+
+    torch.manual_seed(seed)
+    config = {k: v for k, v in _vae().config.items() if not k.startswith("_")}
+    config["scaling_factor"] = 0.13025 if family == "sdxl" else 0.18215
+    if force_upcast is not None:
+        config["force_upcast"] = force_upcast
+    torch.manual_seed(seed)
+    return AutoencoderKL(**config).eval()
+
+
+def save_vae(
+    path: str | Path, family: str = "sd15", *, seed: int = 1, single_file: bool = False
+) -> Path:
+    """A diffusers VAE folder, or (`single_file`) one .safetensors in the original key layout."""
+    from safetensors.torch import save_file
+
+    from sdenhance.testing.ldm_layout import vae_to_original
+
+    path = Path(path)
+    vae = build_vae(family, seed=seed)
+    if single_file:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tensors = {k: v.contiguous() for k, v in vae_to_original(vae).items()}
+        save_file(tensors, str(path))
+    else:
+        vae.save_pretrained(path, safe_serialization=True)
     return path
