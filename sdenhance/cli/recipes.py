@@ -11,6 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from sdenhance.cli import common as c
+from sdenhance.cli.images import input_record
 from sdenhance.errors import SdenhanceError
 from sdenhance.models.config import EngineConfig
 
@@ -276,7 +277,7 @@ def run(
             if with_prompt != overrides:
                 item_steps = the_recipe.validate(with_prompt)
                 ctx.record["prompt_source"] = loaded.metadata.source
-        if expected and c.input_record(item.input)["sha256"] != expected:
+        if expected and input_record(item.input)["sha256"] != expected:
             log.warning(
                 "%s differs from the input %s was made from; pixels will differ",
                 item.input,

@@ -108,7 +108,9 @@ class Options:
     guidance: float = option(
         5.0, "Classifier-free guidance scale, 0–30 (1 disables it; 4–7 typical).", ge=0.0, le=30.0
     )
-    scheduler: str = option(DEFAULT_SCHEDULER, "Sampler.", choices=tuple(SCHEDULERS))
+    scheduler: str = option(
+        DEFAULT_SCHEDULER, "Sampler, by its AUTOMATIC1111-style name.", choices=tuple(SCHEDULERS)
+    )
 
     def check(self) -> None:
         """The mask must fit in its crop, and the detector must exist, before anything loads."""

@@ -51,7 +51,9 @@ class Options:
     guidance: float = option(
         6.0, "Classifier-free guidance scale, 0–30 (1 disables it; 4–8 typical).", ge=0.0, le=30.0
     )
-    scheduler: str = option(DEFAULT_SCHEDULER, "Sampler.", choices=tuple(SCHEDULERS))
+    scheduler: str = option(
+        DEFAULT_SCHEDULER, "Sampler, by its AUTOMATIC1111-style name.", choices=tuple(SCHEDULERS)
+    )
     grow: int = option(
         4,
         "Grow the mask by this many px (negative: shrink), -256–256, so the repaint covers the "
