@@ -36,10 +36,11 @@ _CV2_FLAGS = {"telea": cv2.INPAINT_TELEA, "ns": cv2.INPAINT_NS}
 
 CONTEXT = 48
 """Least context in px searched around each part of the hole; closer parts than twice it group."""
-WORK_PIXELS = 1_000_000
-"""Largest box PatchMatch searches at full scale (about 5 s on one core at radius 3)."""
-TOTAL_PIXELS = 4_000_000
-"""Largest area all boxes of one fill search together."""
+WORK_PIXELS = 500_000
+"""Largest box PatchMatch searches at full scale: a box that is mostly hole takes ~5-10 s on one
+core at radius 3 (`bench/removal.py`); a larger box is searched at a reduced scale."""
+TOTAL_PIXELS = 2_000_000
+"""Largest area all boxes of one fill search together (scaled down alike beyond it)."""
 MAX_BOXES = 256
 """More groups than this are filled as one box around them all (scaled to `WORK_PIXELS`)."""
 MAX_PATCH_RADIUS = 16
