@@ -29,10 +29,13 @@ def facefix(
     """Find faces and repaint them gently for detail, keeping who they are.
 
     Pixels outside the face masks stay bit-identical; an image without faces is written
-    unchanged. Lower --strength or --blend keeps more of the original person.
+    unchanged. Lower --strength or --blend keeps more of the original person. --show writes
+    the numbered detections instead ({stem}_faces.png), to pick faces with --faces and give
+    each its own part of a "a [SEP] b" prompt.
     """
     c.setup_logging(verbose)
     c.check_seed(seed)
     opts = build_options("facefix", c.with_preset(preset, values or {}, "facefix"))
     work = c.stage_work("facefix", opts)
-    c.process_images(inputs, output, "facefix", work, overwrite=overwrite, engine=engine, seed=seed)
+    op = "faces" if opts.show else "facefix"
+    c.process_images(inputs, output, op, work, overwrite=overwrite, engine=engine, seed=seed)

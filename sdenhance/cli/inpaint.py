@@ -86,7 +86,7 @@ def remove(
     engine: EngineConfig | None = None,
     values: dict[str, Any] | None = None,
 ) -> None:
-    """Remove the masked object: fill it from its surroundings (OpenCV), then optionally refine.
+    """Remove the masked object: fill it from its surroundings offline, then optionally refine.
 
     Pixels outside the grown mask stay bit-identical. Model options apply only with --refine;
     --no-refine is fully offline.

@@ -163,7 +163,7 @@ def initial_fill(
     if fill == "blur" or (fill == "telea" and not np.any(region == 0)):
         return blur_fill(rgb, region)  # Telea needs surroundings; a full mask has none
     if fill == "telea":
-        from sdenhance.stages.remove import fill_region
+        from sdenhance.ops.fill import fill_region
 
         return fill_region(rgb, region, method="telea", radius=5)
     if seed is None:
