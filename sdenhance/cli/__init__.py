@@ -43,9 +43,9 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from . import color, facefix, img2img, info, inpaint, recipes, upscale
+    from . import color, facefix, img2img, info, inpaint, recipes, serve, upscale
 
-    for module in (upscale, img2img, inpaint, facefix, color, recipes, info):
+    for module in (upscale, img2img, inpaint, facefix, color, recipes, info, serve):
         app.add_typer(module.app)
 
 
