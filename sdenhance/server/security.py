@@ -138,4 +138,5 @@ class BodyLimit:
                 await _send_json(send, 413, self._message())
 
     def _message(self) -> str:
-        return f"request body over this server's limit of {self.limit / 2**20:.0f} MiB"
+        size = f"{self.limit / 2**20:.0f} MiB" if self.limit >= 2**20 else f"{self.limit:,} bytes"
+        return f"request body over this server's limit of {size}"
