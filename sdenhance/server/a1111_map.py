@@ -110,13 +110,17 @@ def header_size(data: bytes) -> tuple[int, int] | None:
     return (h, w) if turned else (w, h)
 
 
+# values A1111 clients send by default that change nothing in A1111 either
+NEUTRAL = {"eta": 1, "s_noise": 1, "initial_noise_multiplier": 1}
+
+
 def ignored_fields(req: Any, honoured: set[str]) -> list[str]:
-    """A warning for every field given a non-default value that we do not act on."""
+    """A warning for every field given a non-default, non-neutral value we do not act on."""
     out = []
     for name, f in type(req).model_fields.items():
         value = getattr(req, name)
         default = f.get_default(call_default_factory=True)
-        if name in honoured or value == default or not value:
+        if name in honoured or value == default or not value or NEUTRAL.get(name) == value:
             continue
         out.append(f"`{name}` = {value!r} is not supported by sdenhance; ignored")
     out += [f"unknown field `{name}`; ignored" for name in req.unknown_fields()]
@@ -161,6 +165,12 @@ IMG2IMG_HONOURED = {
     "do_not_save_grid",
     "override_settings_restore_afterwards",
     "force_task_id",
+    # no effect unless another field (warned about) is set, or only for instruct-pix2pix models
+    "subseed",
+    "seed_resize_from_h",
+    "seed_resize_from_w",
+    "image_cfg_scale",
+    "comments",
 }
 _FILLS = {0: "blur", 1: "original", 2: "noise"}
 _USDU_DEFAULTS = [None, 512, 0, 8, 32, 64, 0.35, 32, 0, True, 0, False, 4, 0, 0, 2048, 2048, 2]
