@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import io
+import socket
+import threading
 import time
 from pathlib import Path
 
@@ -72,3 +74,29 @@ def wait_running(queue: JobQueue, job_id: str, timeout: float = 60.0) -> dict:
 def files_in(folder: Path) -> list[str]:
     """Every file in a folder, hidden temp files included."""
     return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def uvicorn_thread(app):
+    """Serve `app` with uvicorn on 127.0.0.1 in a thread; yields the base URL."""
+    import uvicorn
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and thread.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.started, "uvicorn did not start"
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(30)

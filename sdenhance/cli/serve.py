@@ -28,7 +28,7 @@ def _check_extra() -> None:
     ]
     if missing:
         raise SdenhanceError(
-            f"`sdenhance serve` needs {', '.join(missing)}, which are not installed",
+            f"`sdenhance serve` needs its `serve` extra (missing: {', '.join(missing)})",
             hint=EXTRA_HINT,
         )
 

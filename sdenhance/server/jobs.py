@@ -12,7 +12,6 @@ HTTP routes and an in-process UI use the same calls.
 from __future__ import annotations
 
 import collections
-import gc
 import logging
 import math
 import shutil
@@ -332,7 +331,6 @@ class JobQueue:
             if outcome == "done":
                 self._durations.append(time.monotonic() - began)
             self._finish(job, outcome)
-        gc.collect()
 
     # -- bookkeeping (callers hold the lock) ----------------------------------------------
 
