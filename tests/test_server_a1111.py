@@ -7,6 +7,7 @@ import base64
 import io
 import json
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -130,7 +131,9 @@ def test_img2img_answers_a_webuiapi_client_in_a1111s_shape(tiny):
     assert "Sampler: Euler a" in info["infotexts"][0]
     warned = " | ".join(info["warnings"])
     assert "`alwayson_scripts`" in warned and "unknown field `sd_vae`" in warned
-    assert "eta" not in warned and "image_cfg_scale" not in warned  # webuiapi's neutral defaults
+    assert (
+        "`eta`" not in warned and "`image_cfg_scale`" not in warned
+    )  # webuiapi's neutral defaults
     assert queue.engine_loaded
 
 
@@ -342,12 +345,11 @@ def test_progress_and_interrupt_of_a_waiting_a1111_request(offline):
     )
     worker.start()
     try:
-        job = next(iter(queue._jobs)) if queue._jobs else None
-        for _ in range(200):
-            if queue._jobs:
-                job = next(iter(queue._jobs))
+        for _ in range(600):  # the request reaches the queue within a few seconds
+            if queue.jobs():
                 break
-            threading.Event().wait(0.05)
+            time.sleep(0.05)
+        job = queue.jobs()[0]["id"]
         wait_running(queue, job)
         busy = client.get("/sdapi/v1/progress").json()
         assert 0 < busy["progress"] < 1 and busy["state"]["sampling_steps"] == 4

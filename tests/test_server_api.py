@@ -7,6 +7,7 @@ import io
 import json
 
 import pytest
+from fastapi import APIRouter, Request
 from PIL import Image
 from serverkit import (
     QUICK,
@@ -272,3 +273,31 @@ def test_request_bodies_over_the_limit_are_413(tmp_path):
         )
         assert r.status_code == 413
         assert queue.jobs() == [] and client.get("/api/v1/health").status_code == 200
+
+
+def test_extra_routes_share_the_app_its_queue_and_its_token(tmp_path):
+    from starlette.testclient import TestClient
+
+    from sdenhance.server import JobQueue, ServerSettings, create_app
+
+    router = APIRouter()
+
+    @router.get("/ui/queue")
+    def ui_queue(request: Request) -> dict:
+        return request.app.state.queue.counts()
+
+    def add_page(app) -> None:
+        app.add_api_route("/ui/hello", lambda: {"hello": "ui"})
+
+    queue = JobQueue(None, outputs=tmp_path, capacity=3)
+    web = create_app(
+        ServerSettings(outputs=tmp_path, token="t"), queue=queue, extra_routes=[router, add_page]
+    )
+    try:
+        with TestClient(web) as client:
+            assert client.get("/ui/queue").status_code == 401
+            auth = {"Authorization": "Bearer t"}
+            assert client.get("/ui/queue", headers=auth).json()["capacity"] == 3
+            assert client.get("/ui/hello", headers=auth).json() == {"hello": "ui"}
+    finally:
+        queue.close()

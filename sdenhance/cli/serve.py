@@ -157,6 +157,7 @@ def _server(web, host: str, port: int, verbose: bool):
         port=port,
         log_level="info" if verbose else "warning",
         timeout_graceful_shutdown=10,
+        timeout_keep_alive=30,  # longer than common polling intervals: no reset-on-reuse races
         lifespan="on",
         server_header=False,
     )

@@ -5,6 +5,7 @@ Needs the `serve` extra (FastAPI, uvicorn, python-multipart); only this package 
 `serve` command import it. Modules:
 
     jobs.py      JobQueue: bounded queue, one worker thread, cancel, progress/ETA, events
+    job.py       one job's record and status snapshot; the queue's exceptions
     specs.py     requests -> validated steps; no option may name a server-side file
     runner.py    one job: load uploads with the CLI's loader, run, save with full metadata
     app.py       create_app(): both APIs, token and body-limit middleware, error mapping
