@@ -107,7 +107,7 @@ def test_extra_images_go_to_their_roles(api):
         ({"stage": "upscale", "options": {"upscaler": "/models/x.pth"}}, "looks like a file path"),
         ({"stage": "upscale", "options": "[1]"}, "`options` must be a JSON object"),
         ({"recipe": "nope"}, "recipe"),
-        ({}, "give a `stage` or a `recipe`"),
+        ({}, "give either a `stage` (with `options`) or a `recipe`"),
     ],
 )
 def test_option_errors_are_422_with_the_cli_message(api, fields, message):

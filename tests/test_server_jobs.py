@@ -163,7 +163,8 @@ def test_images_may_be_pil_images_or_files(queue, tmp_path):
         ({"stage": "upscale", "preset": "/etc/passwd"}, "must be the name of a preset"),
         ({"stage": "nope"}, "unknown stage `nope`"),
         ({"stage": "upscale", "options": {"creativty": 0}}, "did you mean `creativity`"),
-        ({"stage": "upscale", "recipe": "old-photo"}, "not both"),
+        ({"stage": "upscale", "recipe": "old-photo"}, "give either a `stage`"),
+        ({"recipe": "old-photo", "preset": "portrait"}, "not `options` or a `preset`"),
         ({"stage": "resize", "seed": 2**32}, "`seed` must be in"),
     ],
 )

@@ -108,10 +108,12 @@ class JobQueue:
         spool = spool or self.spool_dir()
         try:
             if (stage is None) == (recipe is None):
-                raise SdenhanceError("give a `stage` or a `recipe`, not both")
+                raise SdenhanceError("give either a `stage` (with `options`) or a `recipe`")
             if recipe is not None:
-                if options:
-                    raise SdenhanceError("a recipe takes `set` overrides, not `options`")
+                if options or preset:
+                    raise SdenhanceError(
+                        "a recipe takes `set` overrides, not `options` or a `preset`"
+                    )
                 found, steps = recipe_steps(recipe, overrides)
                 spec = JobSpec(steps, {}, found.name, recipe=found)
             else:
