@@ -33,7 +33,7 @@ ORDER = ("grid", "overhead", "naive", "precision", "esrgan", "memory", "batch")
 
 def resolve_device_dtype(device: str, dtype: str) -> tuple[str, str]:
     """Concrete device and dtype names, decided once (by the engine) for every process of the run."""
-    from sdenhance import engine
+    from sdenhance.models import device as engine
 
     dev = engine.pick_device(device)
     dt = engine.pick_dtype(dtype, dev)

@@ -54,10 +54,10 @@ def main(argv: list[str] | None = None) -> None:
     import httpx
     import uvicorn
 
-    from sdenhance.api import apply_stage, build_options
-    from sdenhance.image import load_image, save_image
+    from sdenhance.io.load import load_image
+    from sdenhance.io.save import save_image
     from sdenhance.server import JobQueue, ServerSettings, create_app
-    from sdenhance.stages import Context
+    from sdenhance.stages import Context, apply_stage, build_options
 
     images = [png(args.size, i) for i in range(args.jobs)]
     out = Path(tempfile.mkdtemp(prefix="sdenhance-bench-serve-"))

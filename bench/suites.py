@@ -194,8 +194,8 @@ def run_ours(b: Bench) -> dict[str, Any]:
     """The compared upscale through `Enhancer.upscale`, with model time split out."""
     if "ours" in b.shared:
         return b.shared["ours"]
-    from sdenhance import upscalers
     from sdenhance.stages import tile_upscale as tu
+    from sdenhance.upscalers import upscale as upscalers
 
     enh, load_s, load_models_s, warm_s = _loaded_enhancer(b)
     engine = enh.engine
@@ -367,8 +367,8 @@ def grid(b: Bench) -> Section:
 
 
 def naive(b: Bench) -> Section:
-    from sdenhance import upscalers
     from sdenhance.stages import tile_upscale as tu
+    from sdenhance.upscalers import upscale as upscalers
 
     ours = run_ours(b)
     enh = ours["enhancer"]
@@ -561,7 +561,8 @@ def memory_child(case: dict[str, Any]) -> dict[str, Any]:
     import torch
     from PIL import Image
 
-    from sdenhance import Enhancer, upscalers
+    from sdenhance import Enhancer
+    from sdenhance.upscalers import upscale as upscalers
 
     w, h = (case["size"], case["size"]) if isinstance(case["size"], int) else case["size"]
     img = photo((w, h))
@@ -629,8 +630,8 @@ def _tiles_desc(case: dict[str, Any]) -> str:
         tw, th = tiling.fit_tile(w, tile, overlap), tiling.fit_tile(h, tile, overlap)
         n = len(tiling.tile_grid(w, h, tw, th, overlap))
         return f"{n} × {tw}×{th}"
+    from sdenhance.diffusion.tiled_vae import vae_tiling
     from sdenhance.stages import tile_upscale as tu
-    from sdenhance.tiled_diffusion import vae_tiling
 
     opts = tu.Options(
         scale=case["scale"],
@@ -906,7 +907,7 @@ def memory(b: Bench) -> Section:
 
 
 def esrgan(b: Bench) -> Section:
-    from sdenhance import upscalers
+    from sdenhance.upscalers import upscale as upscalers
 
     img = photo((b.esrgan_input, b.esrgan_input))
     rows = []
@@ -957,7 +958,7 @@ def precision(b: Bench) -> Section:
     import torch
     from diffusers import UNet2DConditionModel
 
-    from sdenhance import engine as eng
+    from sdenhance.models import device as eng
 
     device = eng.pick_device(b.device)
     n = b.precision_latent

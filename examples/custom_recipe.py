@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 
 from sdenhance import Enhancer
-from sdenhance.image import save_image
+from sdenhance.io.save import save_image
 from sdenhance.recipes import load_recipe, run_recipe
 
 HERE = Path(__file__).resolve().parent
@@ -23,8 +23,13 @@ def main(argv: list[str] | None = None) -> list[Path]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("images", nargs="+")
     parser.add_argument("--recipe", default=str(HERE / "gentle-detail.toml"))
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="variable or option override, as `sdenhance run --set`")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="variable or option override, as `sdenhance run --set`",
+    )
     parser.add_argument("--out", default=None, help="folder (default: beside each image)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--model", default=os.environ.get("SDENHANCE_MODEL"))

@@ -14,7 +14,8 @@ import os
 import numpy as np
 
 from sdenhance import Enhancer
-from sdenhance.image import load_image, save_image
+from sdenhance.io.load import load_image
+from sdenhance.io.save import save_image
 
 
 def main(argv: list[str] | None = None) -> str:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from sdenhance import Enhancer
 from sdenhance.batch import expand_inputs
-from sdenhance.image import save_image
+from sdenhance.io.save import save_image
 from sdenhance.presets import load_preset
 
 

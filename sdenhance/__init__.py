@@ -1,15 +1,14 @@
 """sdenhance: Stable Diffusion generative upscaling, inpainting and colour-true post-processing.
 
-    >>> from sdenhance import Enhancer
-    >>> out = Enhancer(model="path/or/hub-id").upscale("photo.png", scale=2, creativity=0.3)
+>>> from sdenhance import Enhancer
+>>> out = Enhancer(model="path/or/hub-id").upscale("photo.png", scale=2, creativity=0.3)
 """
 
 from __future__ import annotations
 
-from .api import Enhancer, apply_stage, build_options
-from .errors import SdenhanceError
-
-__version__ = "0.1.0"
+from sdenhance._version import __version__
+from sdenhance.api import Enhancer, apply_stage, build_options
+from sdenhance.errors import SdenhanceError
 
 __all__ = [
     "Enhancer",
@@ -27,15 +26,15 @@ __all__ = [
 def __getattr__(name: str):
     """Lazy exports: presets, recipes and the plain upscaler import only when used."""
     if name == "load_preset":
-        from .presets import load_preset
+        from sdenhance.presets import load_preset
 
         return load_preset
     if name in ("load_recipe", "run_recipe"):
-        from . import recipes
+        from sdenhance import recipes
 
         return getattr(recipes, name)
     if name == "upscale":
-        from .upscalers import upscale
+        from sdenhance.upscalers.upscale import upscale
 
         return upscale
     raise AttributeError(f"module 'sdenhance' has no attribute {name!r}")

@@ -11,68 +11,26 @@ from typing import Any
 
 from PIL import Image
 
-from .engine import EngineConfig
-from .options import from_mapping, to_dict
-from .stages import Context, ProgressFn, get_stage
+from sdenhance.io.convert import join_alpha, split_alpha
+from sdenhance.io.load import as_image
+from sdenhance.models.config import EngineConfig
+from sdenhance.stages import Context, ProgressFn, apply_stage, build_options
+
+__all__ = ["Enhancer", "apply_stage", "as_image", "build_options", "join_alpha", "split_alpha"]
 
 ImageLike = Image.Image | str | os.PathLike
-
-
-def build_options(stage: str, values: dict[str, Any], *, where: str = "") -> Any:
-    """Validated options of `stage` from plain values (unknown keys are errors)."""
-    return from_mapping(get_stage(stage).Options, values, where=where or stage)
-
-
-def split_alpha(image: Image.Image) -> tuple[Image.Image, Image.Image | None]:
-    """RGB part and alpha ('L') of any PIL image; alpha is None when the image has none."""
-    if image.mode in ("RGBA", "LA") or (image.mode == "P" and "transparency" in image.info):
-        rgba = image.convert("RGBA")
-        return rgba.convert("RGB"), rgba.getchannel("A")
-    return (image if image.mode == "RGB" else image.convert("RGB")), None
-
-
-def join_alpha(rgb: Image.Image, alpha: Image.Image | None) -> Image.Image:
-    """Put alpha back, resized with Lanczos when the stage changed the size."""
-    if alpha is None:
-        return rgb
-    if alpha.size != rgb.size:
-        alpha = alpha.resize(rgb.size, Image.Resampling.LANCZOS)
-    out = rgb.convert("RGBA")
-    out.putalpha(alpha)
-    return out
-
-
-def apply_stage(stage: str, image: Image.Image, opts: Any, ctx: Context) -> Image.Image:
-    """Run one stage with the image convention applied: alpha aside, then restored."""
-    module = get_stage(stage)
-    rgb, alpha = split_alpha(image)
-    ctx.images.setdefault("original", rgb)
-    if alpha is not None:
-        ctx.images.setdefault("alpha", alpha)
-    out = module.run(rgb, opts, ctx)
-    ctx.record.setdefault("steps", []).append({"stage": stage, "options": to_dict(opts)})
-    return join_alpha(out, alpha)
-
-
-def _as_image(image: ImageLike) -> Image.Image:
-    if isinstance(image, Image.Image):
-        return image
-    from .image import load_image
-
-    loaded = load_image(image)
-    return join_alpha(loaded.image, loaded.alpha)
 
 
 def _mask_or_alpha(image: ImageLike, mask: ImageLike) -> tuple[Image.Image, ImageLike]:
     """`mask="alpha"`: the image's transparency is the mask and the result is opaque."""
     if not (isinstance(mask, str) and mask == "alpha"):
-        return _as_image(image), mask
-    from .errors import SdenhanceError
-    from .ops.masks import mask_from_alpha
+        return as_image(image), mask
+    from sdenhance.errors import SdenhanceError
+    from sdenhance.ops.masks import mask_from_alpha
 
-    rgb, alpha = split_alpha(_as_image(image))
+    rgb, alpha = split_alpha(as_image(image))
     if alpha is None:
-        raise SdenhanceError("`mask=\"alpha\"` needs an image with transparency; this one has none")
+        raise SdenhanceError('`mask="alpha"` needs an image with transparency; this one has none')
     return rgb, Image.fromarray((mask_from_alpha(alpha) * 255).astype("uint8"), "L")
 
 
@@ -122,12 +80,14 @@ class Enhancer:
     def engine(self):
         """The loaded models (built on first use)."""
         if self._engine is None:
-            from .engine import Engine
+            from sdenhance.models.engine import Engine
 
             self._engine = Engine(self.config)
         return self._engine
 
-    def context(self, *, seed: int | None = None, images: dict[str, Image.Image] | None = None) -> Context:
+    def context(
+        self, *, seed: int | None = None, images: dict[str, Image.Image] | None = None
+    ) -> Context:
         """A fresh per-image context that shares this enhancer's engine."""
         ctx = Context(engine_config=self.config, seed=self.seed if seed is None else seed)
         if self.progress is not None:
@@ -147,8 +107,8 @@ class Enhancer:
     ) -> Image.Image:
         """Run stage `stage` on `image` with `options` (validated before any model loads)."""
         opts = build_options(stage, options)
-        ctx = self.context(seed=seed, images={k: _as_image(v) for k, v in (images or {}).items()})
-        out = apply_stage(stage, _as_image(image), opts, ctx)
+        ctx = self.context(seed=seed, images={k: as_image(v) for k, v in (images or {}).items()})
+        out = apply_stage(stage, as_image(image), opts, ctx)
         if ctx._engine is not None:
             self._engine = ctx._engine
         self.last_record = ctx.record
@@ -187,10 +147,15 @@ class Enhancer:
         return self.run("denoise", image, **options)
 
     def run_recipe(
-        self, recipe: str | os.PathLike, image: ImageLike, *, overrides: dict[str, Any] | None = None, seed: int | None = None
+        self,
+        recipe: str | os.PathLike,
+        image: ImageLike,
+        *,
+        overrides: dict[str, Any] | None = None,
+        seed: int | None = None,
     ) -> Image.Image:
         """Apply a recipe (bundled name, or a .toml path) with this enhancer's models."""
-        from .recipes import run_recipe
+        from sdenhance.recipes import run_recipe
 
         return run_recipe(recipe, image, enhancer=self, overrides=overrides, seed=seed)
 

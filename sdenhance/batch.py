@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import SdenhanceError
+from sdenhance.errors import SdenhanceError
 
 log = logging.getLogger("sdenhance")
 
@@ -31,7 +31,9 @@ def expand_inputs(specs: Iterable[str | os.PathLike[str]]) -> list[Path]:
         if path.is_dir():
             found = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
             if not found:
-                raise SdenhanceError(f"folder {text} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+                raise SdenhanceError(
+                    f"folder {text} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})"
+                )
         elif path.exists():
             found = [path]
         elif _GLOB_CHARS & set(text):
@@ -76,8 +78,10 @@ def plan(
     fields = dict(fields or {})
     items: list[BatchItem] = []
     taken: dict[Path, int] = {}
-    as_folder = output is not None and "{" not in output and (
-        output.endswith(("/", os.sep)) or Path(output).is_dir() or len(inputs) > 1
+    as_folder = (
+        output is not None
+        and "{" not in output
+        and (output.endswith(("/", os.sep)) or Path(output).is_dir() or len(inputs) > 1)
     )
     for index, src in enumerate(inputs):
         values = {"stem": src.stem, "op": op, "index": index, "ext": suffix.lstrip("."), **fields}
@@ -88,7 +92,9 @@ def plan(
                 dst = Path(output.format(**values))
             except (KeyError, IndexError, ValueError) as exc:
                 allowed = ", ".join("{" + k + "}" for k in values)
-                raise SdenhanceError(f"bad output template {output!r} ({exc}); fields: {allowed}") from None
+                raise SdenhanceError(
+                    f"bad output template {output!r} ({exc}); fields: {allowed}"
+                ) from None
             if not dst.suffix:
                 dst = dst.with_suffix(suffix)
         elif as_folder:
@@ -177,7 +183,9 @@ def _env_int(name: str) -> int | None:
     try:
         return int(text)
     except ValueError:
-        raise SdenhanceError(f"environment variable {name}={text!r} is not a whole number") from None
+        raise SdenhanceError(
+            f"environment variable {name}={text!r} is not a whole number"
+        ) from None
 
 
 def rank_and_world() -> tuple[int, int]:

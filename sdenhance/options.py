@@ -16,7 +16,7 @@ import typing
 from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 
-from .errors import SdenhanceError
+from sdenhance.errors import SdenhanceError
 
 T = TypeVar("T")
 
@@ -93,7 +93,11 @@ def _field_types(cls: type) -> dict[str, tuple[type, ...]]:
     hints = typing.get_type_hints(cls)
     out: dict[str, tuple[type, ...]] = {}
     for name, hint in hints.items():
-        args = typing.get_args(hint) if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union else (hint,)
+        args = (
+            typing.get_args(hint)
+            if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union
+            else (hint,)
+        )
         allowed = tuple(typing.get_origin(a) or a for a in args if a is not type(None))
         if float in allowed:
             allowed += (int,)
@@ -116,9 +120,13 @@ def validate(opts: Any, *, where: str = "") -> None:
         value = getattr(opts, f.name)
         allowed = types_.get(f.name)
         if value is not None and allowed:
-            ok = isinstance(value, allowed) and not (isinstance(value, bool) and bool not in allowed)
+            ok = isinstance(value, allowed) and not (
+                isinstance(value, bool) and bool not in allowed
+            )
             if not ok:
-                raise SdenhanceError(f"{prefix}`{f.name}` must be {_type_name(allowed)}; got {value!r}")
+                raise SdenhanceError(
+                    f"{prefix}`{f.name}` must be {_type_name(allowed)}; got {value!r}"
+                )
         check_value(f.name, value, f.metadata, where=where)
     extra = getattr(opts, "check", None)
     if callable(extra):

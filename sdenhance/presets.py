@@ -27,7 +27,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError
 
-from .errors import SdenhanceError
+from sdenhance.errors import SdenhanceError
 
 # stages a preset applies to; `strength` means denoising strength only for these
 PRESET_STAGES = ("upscale", "img2img", "inpaint", "facefix")
@@ -55,9 +55,7 @@ def bundled_dir(kind: str) -> Path:
                 return Path(str(entry)).parent
     except (ImportError, OSError, TypeError, ValueError):
         pass
-    import sdenhance
-
-    return Path(sdenhance.__file__).resolve().parent.parent / kind
+    return Path(__file__).resolve().parent.parent / kind
 
 
 def search_dirs(kind: str) -> list[tuple[str, Path]]:
@@ -202,7 +200,7 @@ def join_prompts(*parts: str | None) -> str:
 
 
 def _stage_options(stage: str) -> type:
-    from .stages import get_stage
+    from sdenhance.stages import get_stage
 
     try:
         return get_stage(stage).Options
@@ -222,7 +220,7 @@ def parse_preset(data: dict[str, Any], path: Path) -> Preset:
         preset = Preset.model_validate(data)
     except ValidationError as exc:
         raise pydantic_error(path, exc) from None
-    from .api import build_options
+    from sdenhance.stages import build_options
 
     for stage in _CHECK_STAGES:
         build_options(stage, preset.defaults(stage), where=str(path))

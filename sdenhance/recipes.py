@@ -38,10 +38,12 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .errors import SdenhanceError
-from .presets import locate, pydantic_error, read_toml, tidy_prompt
+from sdenhance.errors import SdenhanceError
+from sdenhance.presets import locate, pydantic_error, read_toml, tidy_prompt
 
-_PLACEHOLDER = re.compile(r"\$(?:\{(?P<braced>[A-Za-z_]\w*)\}|(?P<name>[A-Za-z_]\w*)|(?P<dollar>\$))")
+_PLACEHOLDER = re.compile(
+    r"\$(?:\{(?P<braced>[A-Za-z_]\w*)\}|(?P<name>[A-Za-z_]\w*)|(?P<dollar>\$))"
+)
 _WHOLE = re.compile(r"^\$(?:\{([A-Za-z_]\w*)\}|([A-Za-z_]\w*))$")
 _IDENT = re.compile(r"^[A-Za-z_]\w*$")
 _PROMPT_OPTIONS = ("prompt", "negative_prompt")
@@ -108,7 +110,9 @@ class Recipe:
                         used[name].append(i)
         return used
 
-    def validate(self, overrides: Mapping[str, Any] | Sequence[str] | None = None) -> list[RecipeStep]:
+    def validate(
+        self, overrides: Mapping[str, Any] | Sequence[str] | None = None
+    ) -> list[RecipeStep]:
         """Resolve variables and overrides and check every step against its stage's options.
 
         Nothing loads a model here, so a typo fails before any work. `overrides` is a mapping
@@ -134,7 +138,7 @@ class Recipe:
             where = f"{self.source}: step {i} ({step.stage})"
             raw: dict[str, Any] = {}
             if step.preset:
-                from .presets import load_preset
+                from sdenhance.presets import load_preset
 
                 try:
                     raw.update(load_preset(step.preset).defaults(step.stage))
@@ -143,7 +147,7 @@ class Recipe:
             raw.update({k: _substitute(k, v, values) for k, v in step.options.items()})
             raw.update(per_step[i - 1])
             fitted = {k: _fit(k, v, fields.get(k), where) for k, v in raw.items()}
-            from .api import build_options
+            from sdenhance.stages import build_options
 
             try:
                 opts = build_options(step.stage, fitted, where=where)
@@ -159,7 +163,7 @@ class Recipe:
         when the recipe has a `prompt` variable and the user set none; joined with its default."""
         out = dict(overrides)
         if prompt and "prompt" in self.variables() and "prompt" not in out:
-            from .presets import join_prompts
+            from sdenhance.presets import join_prompts
 
             default = self.vars.get("prompt")
             out["prompt"] = join_prompts(prompt, default if isinstance(default, str) else None)
@@ -213,7 +217,12 @@ class Recipe:
     def describe(self) -> list[dict[str, Any]]:
         """Steps as plain data (stage, preset, options as written) for listings."""
         return [
-            {"step": i, "stage": s.stage, **({"preset": s.preset} if s.preset else {}), "options": dict(s.options)}
+            {
+                "step": i,
+                "stage": s.stage,
+                **({"preset": s.preset} if s.preset else {}),
+                "options": dict(s.options),
+            }
             for i, s in enumerate(self.steps, 1)
         ]
 
@@ -277,20 +286,28 @@ def parse_recipe(data: Mapping[str, Any], path: Path) -> Recipe:
                 allowed = ", ".join(_StepFile.model_fields)
                 close = difflib.get_close_matches(str(loc[-1]), list(_StepFile.model_fields), n=1)
                 hint = f"did you mean `{close[0]}`?" if close else f"allowed: {allowed}"
-                raise SdenhanceError(f"{path}: step {loc[1] + 1}: unknown key `{loc[-1]}`; {hint}") from None
+                raise SdenhanceError(
+                    f"{path}: step {loc[1] + 1}: unknown key `{loc[-1]}`; {hint}"
+                ) from None
             key = ".".join(str(p) for p in loc[2:])
-            raise SdenhanceError(f"{path}: step {loc[1] + 1}: `{key}`: {err['msg']}; got {err.get('input')!r}") from None
+            raise SdenhanceError(
+                f"{path}: step {loc[1] + 1}: `{key}`: {err['msg']}; got {err.get('input')!r}"
+            ) from None
         if err["type"] == "extra_forbidden":
             allowed = list(_RecipeFile.model_fields)
             close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
             hint = f"did you mean `{close[0]}`?" if close else "allowed: " + ", ".join(allowed)
             raise SdenhanceError(f"{path}: unknown key `{loc[-1]}`; {hint}") from None
         if loc == ("steps",):
-            raise SdenhanceError(f"{path}: no steps; add at least one [[steps]] table with a `stage`") from None
+            raise SdenhanceError(
+                f"{path}: no steps; add at least one [[steps]] table with a `stage`"
+            ) from None
         raise pydantic_error(path, exc) from None
     for var in parsed.vars:
         if not _IDENT.match(var):
-            raise SdenhanceError(f"{path}: [vars] `{var}` is not a valid name; use letters, digits and _")
+            raise SdenhanceError(
+                f"{path}: [vars] `{var}` is not a valid name; use letters, digits and _"
+            )
     recipe = Recipe(
         name=parsed.name,
         description=parsed.description,
@@ -304,9 +321,12 @@ def parse_recipe(data: Mapping[str, Any], path: Path) -> Recipe:
 
 def list_recipes() -> list[tuple[Recipe, str]]:
     """Every recipe found, with its source (`user` or `bundled`), sorted by name."""
-    from .presets import find_files
+    from sdenhance.presets import find_files
 
-    return [(parse_recipe(read_toml(path), path), source) for source, path in find_files("pipelines").values()]
+    return [
+        (parse_recipe(read_toml(path), path), source)
+        for source, path in find_files("pipelines").values()
+    ]
 
 
 def run_recipe(
@@ -323,23 +343,21 @@ def run_recipe(
 
     Every step is validated before anything runs. One `Context` serves all steps, so models
     load once: pass `ctx` (a batch's per-image context) or an `Enhancer`, whose models are
-    then reused by later calls; with neither, a default `Enhancer` is made. The input is
+    then reused by later calls; with neither, a fresh `Context` loads what the steps need. The input is
     `ctx.images["original"]` (what `blend` and `colorfix` compare against).
     """
-    from .api import _as_image, apply_stage, split_alpha
+    from sdenhance.io.convert import split_alpha
+    from sdenhance.io.load import as_image
+    from sdenhance.stages import Context, apply_stage
 
     if not isinstance(recipe, Recipe):
         recipe = load_recipe(recipe)
     resolved = list(steps) if steps is not None else recipe.validate(overrides)
     if ctx is None:
-        if enhancer is None:
-            from .api import Enhancer
-
-            enhancer = Enhancer()
-        ctx = enhancer.context(seed=seed)
+        ctx = enhancer.context(seed=seed) if enhancer is not None else Context(seed=seed)
     elif seed is not None:
         ctx.seed = seed
-    current = _as_image(image)
+    current = as_image(image)
     ctx.images.setdefault("original", split_alpha(current)[0])
     base_progress = ctx.progress
     try:
@@ -366,7 +384,11 @@ def run_recipe(
 def _names(value: Any) -> list[str]:
     """Variables referenced in an option value (strings, and lists of them)."""
     if isinstance(value, str):
-        return [m.group("braced") or m.group("name") for m in _PLACEHOLDER.finditer(value) if not m.group("dollar")]
+        return [
+            m.group("braced") or m.group("name")
+            for m in _PLACEHOLDER.finditer(value)
+            if not m.group("dollar")
+        ]
     if isinstance(value, (list, tuple)):
         return [n for v in value for n in _names(v)]
     return []
@@ -398,7 +420,7 @@ def _as_text(value: Any) -> str:
 
 def _stage_fields(recipe: Recipe, index: int, stage: str) -> dict[str, Any]:
     """Option name -> type hint of a step's stage; an unavailable stage is a user error."""
-    from .stages import get_stage
+    from sdenhance.stages import get_stage
 
     try:
         cls = get_stage(stage).Options
@@ -414,7 +436,7 @@ def _stage_fields(recipe: Recipe, index: int, stage: str) -> dict[str, Any]:
 
 
 def _check_stages(recipe: Recipe) -> None:
-    from .stages import STAGES
+    from sdenhance.stages import STAGES
 
     for i, step in enumerate(recipe.steps, 1):
         if step.stage not in STAGES:
@@ -424,7 +446,9 @@ def _check_stages(recipe: Recipe) -> None:
             )
 
 
-def _check_option(recipe: Recipe, key: str, opt: str, i: int, options: list[dict[str, Any]]) -> None:
+def _check_option(
+    recipe: Recipe, key: str, opt: str, i: int, options: list[dict[str, Any]]
+) -> None:
     if opt not in options[i]:
         stage = recipe.steps[i].stage
         raise SdenhanceError(
@@ -487,7 +511,9 @@ def _fit(name: str, value: Any, hint: Any, where: str) -> Any:
         or (str in kinds and isinstance(value, str))
     )
     if not ok:
-        want = " or ".join(_KIND_WORDS[k] for k in sorted(kinds, key=lambda k: list(_KIND_WORDS).index(k)))
+        want = " or ".join(
+            _KIND_WORDS[k] for k in sorted(kinds, key=lambda k: list(_KIND_WORDS).index(k))
+        )
         raise SdenhanceError(f"{where}: `{name}` must be {want}; got {value!r}")
     if float in kinds and isinstance(value, int) and int not in kinds:
         return float(value)

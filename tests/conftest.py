@@ -60,7 +60,9 @@ def models(tmp_path_factory) -> dict[str, str]:
     out = {}
     for family in ("sd15", "sdxl"):
         out[family] = str(testing.save_folder(root / family, family))
-        out[f"{family}-controlnet"] = str(testing.save_controlnet(root / f"{family}-controlnet", family))
+        out[f"{family}-controlnet"] = str(
+            testing.save_controlnet(root / f"{family}-controlnet", family)
+        )
     out["sd15-inpaint"] = str(testing.save_folder(root / "sd15-inpaint", "sd15", inpaint=True))
     return out
 

@@ -76,7 +76,11 @@ def test_a_corrupt_input_fails_alone_with_a_summary_table(tmp_path):
     result = CliRunner().invoke(app, colorfix_args(tmp_path / "in", ref, out))
     assert result.exit_code == 3, result.output
     assert sorted(p.name for p in out.glob("*.png")) == ["img00_colorfix.png", "img02_colorfix.png"]
-    assert "1 of 3 failed" in result.stderr and "img01.png" in result.stderr and "cannot read" in result.stderr
+    assert (
+        "1 of 3 failed" in result.stderr
+        and "img01.png" in result.stderr
+        and "cannot read" in result.stderr
+    )
     assert "done 2, skipped 0, failed 1" in result.stderr
 
 
@@ -162,7 +166,7 @@ def test_plain_stderr_gets_one_line_per_item(tmp_path):
 def test_models_load_once_for_all_steps_and_images(models, tmp_path, monkeypatch):
     import diffusers
 
-    from sdenhance.engine import Engine
+    from sdenhance.models.engine import Engine
 
     counts = {"pipeline": 0, "controlnet": 0}
     real_load = Engine._load_pipeline
@@ -188,10 +192,22 @@ stage = "img2img"
 options = { strength = 0.5, steps = 2 }
 """)
     make_inputs(tmp_path / "in", 2, size=(64, 48))
-    result = CliRunner().invoke(app, [
-        "run", str(recipe), str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--seed", "1",
-        "--model", models["sd15"], "--controlnet", models["sd15-controlnet"],
-    ])
+    result = CliRunner().invoke(
+        app,
+        [
+            "run",
+            str(recipe),
+            str(tmp_path / "in"),
+            "-o",
+            str(tmp_path / "out"),
+            "--seed",
+            "1",
+            "--model",
+            models["sd15"],
+            "--controlnet",
+            models["sd15-controlnet"],
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert len(list((tmp_path / "out").glob("*_two.png"))) == 2
     assert counts == {"pipeline": 1, "controlnet": 1}
@@ -228,7 +244,9 @@ def test_output_names_do_not_depend_on_the_number_of_processes(tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
     for folder in (a, b):
         make_inputs(folder, 1)
-    items = plan(expand_inputs([a / "img00.png", b / "img00.png"]), str(tmp_path / "out") + "/", "x")
+    items = plan(
+        expand_inputs([a / "img00.png", b / "img00.png"]), str(tmp_path / "out") + "/", "x"
+    )
     assert [i.output.name for i in items] == ["img00_x.png", "img00_x_2.png"]
     assert shard(items, 1, 2) == [items[1]]
 
@@ -246,9 +264,21 @@ def test_accelerate_launch_two_processes_do_every_input_once(tmp_path):
     # `--cpu` alone starts one process unless MPI is installed; the torchrun launcher behind
     # `--multi_gpu` starts two plain processes (RANK/WORLD_SIZE set) and needs no GPU here
     cmd = [
-        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-        "-m", "sdenhance", *colorfix_args(tmp_path / "in", ref, out),
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "-m",
+        "sdenhance",
+        *colorfix_args(tmp_path / "in", ref, out),
     ]
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
@@ -271,7 +301,11 @@ def test_process_images_exit_codes(tmp_path):
     with pytest.raises(typer.Exit) as info:
         c.process_images([str(p) for p in inputs], str(tmp_path / "out") + "/", "t", work)
     assert info.value.exit_code == 3
-    from sdenhance.image import read_metadata
+    from sdenhance.io.load import read_metadata
 
     record = read_metadata(tmp_path / "out" / "img00_t.png").sdenhance
-    assert record["extra"] == 1 and record["input"]["name"] == "img00.png" and len(record["input"]["sha256"]) == 16
+    assert (
+        record["extra"] == 1
+        and record["input"]["name"] == "img00.png"
+        and len(record["input"]["sha256"]) == 16
+    )

@@ -20,21 +20,20 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
-from sdenhance import checkpoints, testing
-from sdenhance.checkpoints import (
+from sdenhance import testing
+from sdenhance.errors import SdenhanceError
+from sdenhance.models import hashes, pickles
+from sdenhance.models.checkpoint import (
     CheckpointInfo,
     check_safetensors,
-    convert_pickle_to_safetensors,
     diffusers_config_repo,
     expect_kind,
     inspect_checkpoint,
-    is_pickle,
-    load_pickle_weights,
-    save_original_checkpoint,
-    save_original_controlnet,
-    short_hash,
 )
-from sdenhance.errors import SdenhanceError
+from sdenhance.models.formats import is_pickle
+from sdenhance.models.hashes import short_hash
+from sdenhance.models.pickles import convert_pickle_to_safetensors, load_pickle_weights
+from sdenhance.testing.ldm_layout import save_original_checkpoint, save_original_controlnet
 
 _real_connect = socket.socket.connect
 
@@ -626,9 +625,7 @@ def test_convert_pickle_checkpoint_loads_like_the_original(
     info = inspect_checkpoint(out)
     assert (info.family, info.kind) == ("sd15", "pipeline")
     # a second call reuses the conversion without unpickling again
-    monkeypatch.setattr(
-        checkpoints, "load_pickle_weights", lambda path: pytest.fail("unpickled twice")
-    )
+    monkeypatch.setattr(pickles, "load_pickle_weights", lambda path: pytest.fail("unpickled twice"))
     assert convert_pickle_to_safetensors(ckpt, tmp_path / "cache") == out
 
 
@@ -655,7 +652,7 @@ def test_short_hash_is_cached_until_the_file_changes(tmp_path: Path, monkeypatch
             raise AssertionError("hashed again")
 
     with monkeypatch.context() as m:
-        m.setattr(checkpoints, "hashlib", NoHash)
+        m.setattr(hashes, "hashlib", NoHash)
         assert short_hash(path) == first
     path.write_bytes(b"abcd")
     assert short_hash(path) == hashlib.sha256(b"abcd").hexdigest()[:10]

@@ -13,7 +13,7 @@ from skimage.metrics import peak_signal_noise_ratio
 from typer.testing import CliRunner
 
 from sdenhance.cli import app
-from sdenhance.image import from_array, to_array
+from sdenhance.io.convert import from_array, to_array
 from sdenhance.ops.metrics import delta_e
 
 

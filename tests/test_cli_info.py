@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from sdenhance import __version__
 from sdenhance.cli import app
-from sdenhance.image import save_image
+from sdenhance.io.save import save_image
 
 DATA = Path(skimage.__file__).parent / "data"
 

@@ -8,18 +8,46 @@ from PIL.PngImagePlugin import PngInfo
 from typer.testing import CliRunner
 
 from sdenhance.cli import app
-from sdenhance.image import read_metadata
+from sdenhance.io.load import read_metadata
 
 
 def test_upscale_preset_sets_the_upscaler_and_flags_win(tmp_path, photo):
     src = tmp_path / "a.png"
     photo.resize((24, 20)).save(src)
-    run = CliRunner().invoke(app, ["upscale", str(src), "--preset", "anime", "--creativity", "0", "-o", str(tmp_path / "o.png")])
+    run = CliRunner().invoke(
+        app,
+        [
+            "upscale",
+            str(src),
+            "--preset",
+            "anime",
+            "--creativity",
+            "0",
+            "-o",
+            str(tmp_path / "o.png"),
+        ],
+    )
     assert run.exit_code == 0, run.output
     opts = read_metadata(tmp_path / "o.png").sdenhance["steps"][0]["options"]
     assert opts["upscaler"] == "realesrgan-x4plus-anime" and opts["creativity"] == 0
-    run = CliRunner().invoke(app, ["upscale", str(src), "--preset", "anime", "--creativity", "0", "--upscaler", "lanczos", "-o", str(tmp_path / "p.png")])
-    assert read_metadata(tmp_path / "p.png").sdenhance["steps"][0]["options"]["upscaler"] == "lanczos"
+    run = CliRunner().invoke(
+        app,
+        [
+            "upscale",
+            str(src),
+            "--preset",
+            "anime",
+            "--creativity",
+            "0",
+            "--upscaler",
+            "lanczos",
+            "-o",
+            str(tmp_path / "p.png"),
+        ],
+    )
+    assert (
+        read_metadata(tmp_path / "p.png").sdenhance["steps"][0]["options"]["upscaler"] == "lanczos"
+    )
 
 
 @pytest.mark.parametrize("command", ["upscale", "img2img", "inpaint", "facefix"])
@@ -35,9 +63,23 @@ def test_unknown_preset_exits_2_before_anything_loads(tmp_path, photo, command):
 def test_img2img_offers_the_a1111_prompt_of_the_input(models, tmp_path, photo):
     src = tmp_path / "gen.png"
     info = PngInfo()
-    info.add_text("parameters", "a red fox in snow\nNegative prompt: blurry\nSteps: 20, Sampler: Euler a, CFG scale: 7, Seed: 1, Size: 96x80")
+    info.add_text(
+        "parameters",
+        "a red fox in snow\nNegative prompt: blurry\nSteps: 20, Sampler: Euler a, CFG scale: 7, Seed: 1, Size: 96x80",
+    )
     photo.save(src, pnginfo=info)
-    base = ["img2img", str(src), "--model", models["sd15"], "--strength", "0.5", "--steps", "2", "--seed", "1"]
+    base = [
+        "img2img",
+        str(src),
+        "--model",
+        models["sd15"],
+        "--strength",
+        "0.5",
+        "--steps",
+        "2",
+        "--seed",
+        "1",
+    ]
     run = CliRunner().invoke(app, [*base, "-o", str(tmp_path / "with.png")])
     assert run.exit_code == 0, run.output
     assert "a red fox in snow" in read_metadata(tmp_path / "with.png").prompt

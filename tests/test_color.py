@@ -15,7 +15,7 @@ from skimage.filters import gaussian
 
 from sdenhance.api import apply_stage, build_options
 from sdenhance.errors import SdenhanceError
-from sdenhance.image import from_array, to_array
+from sdenhance.io.convert import from_array, to_array
 from sdenhance.ops.color import (
     METHODS,
     color_transfer,

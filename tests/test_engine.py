@@ -8,7 +8,10 @@ from typer.testing import CliRunner
 
 from sdenhance import Enhancer, SdenhanceError, testing
 from sdenhance.cli import app
-from sdenhance.engine import SCHEDULERS, Engine, EngineConfig, make_scheduler, resolve
+from sdenhance.models.config import EngineConfig
+from sdenhance.models.engine import Engine
+from sdenhance.models.resolve import resolve
+from sdenhance.models.schedulers import SCHEDULERS, make_scheduler
 
 
 def test_resolve_folder_families(models):
@@ -41,7 +44,9 @@ def test_missing_local_file(tmp_path):
 def test_cli_missing_model_exits_2_with_one_line(tmp_path, photo):
     src = tmp_path / "in.png"
     photo.save(src)
-    result = CliRunner().invoke(app, ["img2img", str(src), "--model", "nobody/nothing", "--seed", "1"])
+    result = CliRunner().invoke(
+        app, ["img2img", str(src), "--model", "nobody/nothing", "--seed", "1"]
+    )
     assert result.exit_code == 2, result.output
     assert "nobody/nothing" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
@@ -60,10 +65,21 @@ def test_hub_id_resolves_through_the_cache_offline(models, tmp_path, monkeypatch
 
 
 def test_components_are_loaded_once_and_shared(models):
-    engine = Engine(EngineConfig(model=models["sd15"], controlnet=models["sd15-controlnet"], device="cpu"))
+    engine = Engine(
+        EngineConfig(model=models["sd15"], controlnet=models["sd15-controlnet"], device="cpu")
+    )
     base = engine.base
-    for pipe in (engine.img2img("euler-a"), engine.img2img("ddim"), engine.inpaint(), engine.controlnet_img2img()):
-        assert pipe.unet is base.unet and pipe.vae is base.vae and pipe.text_encoder is base.text_encoder
+    for pipe in (
+        engine.img2img("euler-a"),
+        engine.img2img("ddim"),
+        engine.inpaint(),
+        engine.controlnet_img2img(),
+    ):
+        assert (
+            pipe.unet is base.unet
+            and pipe.vae is base.vae
+            and pipe.text_encoder is base.text_encoder
+        )
     assert engine.img2img("euler-a") is engine.img2img("euler-a")
     assert engine.img2img("euler-a").scheduler is not engine.img2img("ddim").scheduler
     assert engine.controlnet_img2img().controlnet is engine.controlnet
@@ -72,7 +88,9 @@ def test_components_are_loaded_once_and_shared(models):
 def test_sdxl_and_dedicated_inpaint_model(models):
     engine = Engine(EngineConfig(model=models["sdxl"], controlnet=models["sdxl-controlnet"]))
     assert type(engine.base).__name__ == "StableDiffusionXLImg2ImgPipeline"
-    assert type(engine.controlnet_img2img()).__name__ == "StableDiffusionXLControlNetImg2ImgPipeline"
+    assert (
+        type(engine.controlnet_img2img()).__name__ == "StableDiffusionXLControlNetImg2ImgPipeline"
+    )
     sd = Engine(EngineConfig(model=models["sd15"], inpaint_model=models["sd15-inpaint"]))
     assert sd.inpaint().unet.config.in_channels == 9
     assert sd.base.unet.config.in_channels == 4
@@ -120,14 +138,16 @@ def test_user_config_file_sets_the_default_model(models, tmp_path, monkeypatch):
 
 
 def test_doctor_report_lists_cached_models(models, tmp_path, monkeypatch):
-    from sdenhance.engine import doctor_report
+    from sdenhance.models.doctor import doctor_report
 
     cache = tmp_path / "hub"
     testing.save_hub_cache(cache, "org/tiny", models["sdxl"])
     monkeypatch.setenv("HF_HUB_CACHE", str(cache))
     report = doctor_report()
     assert report["device"] == "cpu" and report["attention"] == "sdpa"
-    assert {"id": "org/tiny", "family": "sdxl", "role": "pipeline", "inpaint": False} in report["models"]
+    assert {"id": "org/tiny", "family": "sdxl", "role": "pipeline", "inpaint": False} in report[
+        "models"
+    ]
     assert set(report["extras"]) == {"xformers", "controlnet_aux", "spandrel", "onnxruntime"}
 
 
@@ -156,14 +176,21 @@ def test_generator_is_seeded_on_cpu(models):
 @pytest.fixture(scope="module")
 def single_files(tmp_path_factory):
     root = tmp_path_factory.mktemp("single")
-    return {fam: testing.save_single_file(root / f"{fam}.safetensors", fam) for fam in ("sd15", "sdxl")}
+    return {
+        fam: testing.save_single_file(root / f"{fam}.safetensors", fam) for fam in ("sd15", "sdxl")
+    }
 
 
-@pytest.mark.parametrize(("family", "repo"), [
-    ("sd15", "stable-diffusion-v1-5/stable-diffusion-v1-5"),
-    ("sdxl", "stabilityai/stable-diffusion-xl-base-1.0"),
-])
-def test_single_file_loads_with_configs_from_the_cache(models, single_files, tmp_path, monkeypatch, photo, family, repo):
+@pytest.mark.parametrize(
+    ("family", "repo"),
+    [
+        ("sd15", "stable-diffusion-v1-5/stable-diffusion-v1-5"),
+        ("sdxl", "stabilityai/stable-diffusion-xl-base-1.0"),
+    ],
+)
+def test_single_file_loads_with_configs_from_the_cache(
+    models, single_files, tmp_path, monkeypatch, photo, family, repo
+):
     from huggingface_hub import constants
 
     cache = tmp_path / "hub"
@@ -172,7 +199,9 @@ def test_single_file_loads_with_configs_from_the_cache(models, single_files, tmp
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
     engine = Engine(EngineConfig(model=str(single_files[family])))
     assert engine.model.kind == "single_file" and engine.family == family
-    out = Enhancer(str(single_files[family]), seed=0).img2img(photo.resize((64, 64)), strength=0.5, steps=2)
+    out = Enhancer(str(single_files[family]), seed=0).img2img(
+        photo.resize((64, 64)), strength=0.5, steps=2
+    )
     assert out.size == (64, 64)
     assert len(engine.describe().get("model_hash", "")) == 10 or engine.base is not None
 
@@ -180,7 +209,9 @@ def test_single_file_loads_with_configs_from_the_cache(models, single_files, tmp
 def test_single_file_matches_the_folder_it_came_from(models, single_files, photo):
     img = photo.resize((64, 64))
     a = Enhancer(models["sd15"], seed=1).img2img(img, strength=0.6, steps=3)
-    b = Enhancer(str(single_files["sd15"]), model_config=models["sd15"], seed=1).img2img(img, strength=0.6, steps=3)
+    b = Enhancer(str(single_files["sd15"]), model_config=models["sd15"], seed=1).img2img(
+        img, strength=0.6, steps=3
+    )
     assert np.array_equal(np.asarray(a), np.asarray(b))
 
 
@@ -233,7 +264,9 @@ def test_an_inpainting_model_given_as_model_inpaints(models, photo):
     mask[20:50, 30:70] = 255
     from PIL import Image
 
-    out = Enhancer(models["sd15-inpaint"], seed=0).inpaint(photo, Image.fromarray(mask), strength=0.9, steps=2)
+    out = Enhancer(models["sd15-inpaint"], seed=0).inpaint(
+        photo, Image.fromarray(mask), strength=0.9, steps=2
+    )
     assert out.size == photo.size
 
 
@@ -254,7 +287,9 @@ def test_api_alpha_mask(models):
     rgba[..., :3] = 120
     rgba[..., 3] = 255
     rgba[10:20, 10:30, 3] = 0
-    out = Enhancer(models["sd15"], seed=0).inpaint(Image.fromarray(rgba), "alpha", strength=0.9, steps=2)
+    out = Enhancer(models["sd15"], seed=0).inpaint(
+        Image.fromarray(rgba), "alpha", strength=0.9, steps=2
+    )
     assert out.mode == "RGB" and out.size == (48, 40)
     keep = np.ones((40, 48), bool)
     keep[:33, :43] = False  # the hole grown by 4 and feathered by 8 px
@@ -266,7 +301,7 @@ def test_api_alpha_mask(models):
 def test_cpu_dtype_follows_the_hardware_not_a_timing(monkeypatch):
     import torch
 
-    from sdenhance import engine as eng
+    from sdenhance.models import device as eng
 
     monkeypatch.delenv("SDENHANCE_CPU_DTYPE", raising=False)
     cpu = torch.device("cpu")

@@ -17,16 +17,15 @@ from typer.testing import CliRunner
 from sdenhance import Enhancer, SdenhanceError
 from sdenhance.api import apply_stage, build_options
 from sdenhance.cli import app
-from sdenhance.ops import faces
-from sdenhance.ops.faces import Face, face_crop, face_mask, register_detector
+from sdenhance.detectors import faces as detectors
+from sdenhance.detectors.faces import register_detector
+from sdenhance.ops.faces import Face, face_crop, face_mask
 from sdenhance.stages import Context
 from sdenhance.stages.facefix import face_strength
 
 FAST = {"steps": 2, "seed": 1}
 SKIMAGE_DATA = Path(skimage.__file__).parent / "data"
 ASTRONAUT_FACE = (180, 70, 265, 165)  # eyebrows to chin, as in test_faces
-
-
 
 
 class StandIn:
@@ -45,7 +44,7 @@ class StandIn:
 def stand_in(monkeypatch) -> list[Face]:
     """Register detector `stand-in`; it finds the faces the test puts in the returned list."""
     found: list[Face] = []
-    monkeypatch.setattr(faces, "DETECTORS", dict(faces.DETECTORS))
+    monkeypatch.setattr(detectors, "DETECTORS", dict(detectors.DETECTORS))
     register_detector("stand-in", lambda: StandIn(found))
     return found
 
@@ -301,7 +300,7 @@ def test_cli_repaints_faces_like_the_api(models, enh, scene, stand_in, tmp_path)
         color_match=False,
     )
     assert np.array_equal(arr(Image.open(out_path).convert("RGB")), arr(expected))
-    from sdenhance.image import read_metadata
+    from sdenhance.io.load import read_metadata
 
     meta = read_metadata(out_path)
     assert meta.prompt == "a cat's face" and meta.sdenhance["faces"][0]["box"] == [50, 30, 100, 80]

@@ -13,19 +13,17 @@ from hypothesis import strategies as st
 from PIL import Image
 from skimage import data
 
-from sdenhance.errors import SdenhanceError
-from sdenhance.ops import faces
-from sdenhance.ops.faces import (
-    Face,
+from sdenhance.detectors import faces as detectors
+from sdenhance.detectors.faces import (
     FaceDetector,
     LbpFaceDetector,
     decode_ultraface,
     detect_faces,
-    face_crop,
-    face_mask,
     get_detector,
     register_detector,
 )
+from sdenhance.errors import SdenhanceError
+from sdenhance.ops.faces import Face, face_crop, face_mask
 
 # The astronaut's face in the 512×512 photo, eyebrows to chin, read off the image by eye.
 ASTRONAUT_FACE = (180, 70, 265, 165)
@@ -190,7 +188,7 @@ def test_face_box_must_not_be_empty() -> None:
 
 
 def test_registry(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(faces, "DETECTORS", dict(faces.DETECTORS))
+    monkeypatch.setattr(detectors, "DETECTORS", dict(detectors.DETECTORS))
     assert isinstance(get_detector(), LbpFaceDetector)
     assert isinstance(get_detector("lbp"), LbpFaceDetector)
     register_detector("fixed", lambda: FixedDetector([]))

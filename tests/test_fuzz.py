@@ -28,9 +28,10 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from sdenhance.checkpoints import check_safetensors, inspect_checkpoint
 from sdenhance.errors import SdenhanceError
-from sdenhance.image import load_image, read_metadata, save_image
+from sdenhance.io.load import load_image, read_metadata
+from sdenhance.io.save import save_image
+from sdenhance.models.checkpoint import check_safetensors, inspect_checkpoint
 from sdenhance.presets import load_preset
 from sdenhance.recipes import load_recipe
 

@@ -600,7 +600,7 @@ def test_hostile_input(case, tmp_path, monkeypatch, request):
     )
     assert problems(case, result.exit_code, result.stderr, before, folder) == []
     if case.outputs:
-        from sdenhance.image import load_image
+        from sdenhance.io.load import load_image
 
         for name in case.outputs:
             assert load_image(folder / name).size == (64, 48)
@@ -679,7 +679,7 @@ def interrupt_batch(folder: Path, signum: int, timeout: float = 60.0) -> tuple[i
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_interrupted_batch_exits_130_and_leaves_no_partial_file(signum, tmp_path):
-    from sdenhance.image import load_image
+    from sdenhance.io.load import load_image
 
     before = batch_folder(tmp_path)
     start = time.monotonic()

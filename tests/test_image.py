@@ -24,14 +24,12 @@ from PIL.PngImagePlugin import PngInfo
 
 from sdenhance import __version__
 from sdenhance.errors import SdenhanceError
-from sdenhance.image import DEFAULT_MAX_PIXELS, load_image, read_metadata, save_image
-from sdenhance.metadata import (
-    ImageMetadata,
-    format_infotext,
-    infotext_fields,
-    parse_infotext,
-    parse_midjourney,
-)
+from sdenhance.io import depth
+from sdenhance.io.infotext import format_infotext, infotext_fields, parse_infotext
+from sdenhance.io.load import load_image, read_metadata
+from sdenhance.io.loaded import DEFAULT_MAX_PIXELS
+from sdenhance.io.metadata import ImageMetadata, parse_midjourney
+from sdenhance.io.save import save_image
 
 DATA = Path(skimage.__file__).parent / "data"
 
@@ -325,15 +323,13 @@ def test_16bit_rgb_tiff_is_scaled_not_clipped(tmp_path):
 
 def test_16bit_tiff_tifffile_cannot_decode_falls_back_to_8bit(tmp_path, monkeypatch):
     """LZW (Photoshop's usual 16-bit TIFF) needs the optional imagecodecs package in tifffile."""
-    import sdenhance.image
-
     rgb = np.random.default_rng(3).integers(0, 65536, (6, 4, 3), dtype=np.uint16)
     tifffile.imwrite(tmp_path / "c16.tif", rgb, photometric="rgb", compression="zlib")
 
     def no_codec(path):
         raise KeyError("<COMPRESSION.LZW: 5> requires the 'imagecodecs' package")
 
-    monkeypatch.setattr(sdenhance.image, "_tifffile_page", no_codec)
+    monkeypatch.setattr(depth, "_tifffile_page", no_codec)
     loaded = load_image(tmp_path / "c16.tif")
     assert np.array_equal(px(loaded.image), rgb >> 8)
     assert any(n.startswith("16-bit TIFF read at 8-bit precision") for n in loaded.notes)

@@ -63,13 +63,25 @@ def test_helpers():
 def test_cli_img2img_writes_output_with_metadata(models, tmp_path, photo):
     src = tmp_path / "cat.png"
     photo.save(src)
-    args = ["img2img", str(src), "--model", models["sd15"], "--strength", "0.5", "--steps", "2",
-            "--prompt", "a cat, photo", "--seed", "5"]
+    args = [
+        "img2img",
+        str(src),
+        "--model",
+        models["sd15"],
+        "--strength",
+        "0.5",
+        "--steps",
+        "2",
+        "--prompt",
+        "a cat, photo",
+        "--seed",
+        "5",
+    ]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     out = tmp_path / "cat_img2img.png"
     assert result.stdout.strip() == str(out)
-    from sdenhance.image import read_metadata
+    from sdenhance.io.load import read_metadata
 
     meta = read_metadata(out)
     assert meta.sdenhance["seed"] == 5
@@ -94,5 +106,9 @@ def test_option_types_are_checked_before_loading(photo):
 def test_public_exports():
     import sdenhance
 
-    assert callable(sdenhance.run_recipe) and callable(sdenhance.load_preset) and callable(sdenhance.upscale)
+    assert (
+        callable(sdenhance.run_recipe)
+        and callable(sdenhance.load_preset)
+        and callable(sdenhance.upscale)
+    )
     assert sdenhance.load_preset("portrait").defaults("upscale")["creativity"] <= 0.4

@@ -326,7 +326,7 @@ def test_cli_inpaints_and_keeps_the_rest(models, files, photo) -> None:
         scheduler="euler",
     )
     assert np.array_equal(arr(out), arr(expected))
-    from sdenhance.image import read_metadata
+    from sdenhance.io.load import read_metadata
 
     meta = read_metadata(out_path)
     assert meta.prompt == "a red ball" and meta.sdenhance["seed"] == 4

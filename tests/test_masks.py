@@ -13,21 +13,16 @@ from hypothesis.extra.numpy import arrays
 from PIL import Image
 
 from sdenhance.errors import SdenhanceError
-from sdenhance.ops import masks
+from sdenhance.ops import crops
+from sdenhance.ops.crops import composite_exact, crop, crop_box, crop_boxes, crop_groups, paste
 from sdenhance.ops.masks import (
     bbox,
     check_mask,
     components,
-    composite_exact,
-    crop,
-    crop_box,
-    crop_boxes,
-    crop_groups,
     feather,
     grow,
     mask_from_alpha,
     mask_from_image,
-    paste,
 )
 
 FAST = settings(max_examples=60, deadline=None)
@@ -506,7 +501,7 @@ def test_each_crop_carries_only_its_own_regions() -> None:
 def test_speckle_gets_one_crop() -> None:
     m = np.zeros((200, 200), np.float32)
     m[::10, ::10] = 1  # 400 isolated pixels
-    assert len(components(m)) > masks.MAX_REGIONS
+    assert len(components(m)) > crops.MAX_REGIONS
     assert crop_boxes(m, padding=0, multiple=1, image_size=(200, 200)) == [(0, 0, 191, 191)]
 
 

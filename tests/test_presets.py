@@ -13,21 +13,19 @@ from typer.testing import CliRunner
 from sdenhance import Enhancer, SdenhanceError
 from sdenhance.cli import app
 from sdenhance.cli import common as c
-from sdenhance.presets import (
-    bundled_dir,
-    join_prompts,
-    list_presets,
-    load_preset,
-    tidy_prompt,
-)
+from sdenhance.presets import bundled_dir, join_prompts, list_presets, load_preset, tidy_prompt
 
 BUNDLED = [
-    "general", "portrait", "landscape", "old-photo", "text", "unblur", "anime", "midjourney-art", "product",
+    "general",
+    "portrait",
+    "landscape",
+    "old-photo",
+    "text",
+    "unblur",
+    "anime",
+    "midjourney-art",
+    "product",
 ]
-
-
-
-
 
 
 def write_user(home, name: str, text: str):
@@ -43,7 +41,9 @@ def test_every_bundled_preset_loads_and_fits_its_stages():
     assert set(BUNDLED) <= set(found)
     for name in BUNDLED:
         preset, source = found[name]
-        assert source == "bundled" and preset.description and preset.prompt and preset.negative_prompt
+        assert (
+            source == "bundled" and preset.description and preset.prompt and preset.negative_prompt
+        )
         assert preset.path == bundled_dir("prompts") / f"{name}.toml"
         up = preset.defaults("upscale")
         assert "strength" not in up and {"creativity", "prompt", "upscaler"} <= set(up)
@@ -58,7 +58,11 @@ def test_bundled_presets_say_what_the_modes_promise():
     assert 0.5 <= load_preset("landscape").creativity <= 0.7
     assert load_preset("anime").upscaler == "realesrgan-x4plus-anime"
     text = load_preset("text")
-    assert text.creativity <= 0.2 and "glyph" in text.description + text.prompt or "text" in text.prompt
+    assert (
+        text.creativity <= 0.2
+        and "glyph" in text.description + text.prompt
+        or "text" in text.prompt
+    )
 
 
 def test_presets_apply_only_to_diffusion_stages():
@@ -96,12 +100,17 @@ def test_user_presets_shadow_bundled_and_load_by_path(user_home, tmp_path):
     loose = tmp_path / "loose.toml"
     loose.write_text('prompt = "a fox"\nstrength = 0.5\n')
     preset = load_preset(str(loose))
-    assert preset.name == "loose" and preset.defaults("img2img") == {"prompt": "a fox", "strength": 0.5}
+    assert preset.name == "loose" and preset.defaults("img2img") == {
+        "prompt": "a fox",
+        "strength": 0.5,
+    }
     assert preset.defaults("upscale") == {"prompt": "a fox"}
 
 
 def test_unknown_preset_suggests_a_name_and_the_user_folder(user_home):
-    with pytest.raises(SdenhanceError, match=r"unknown preset `portait`; did you mean `portrait`\?.*prompts"):
+    with pytest.raises(
+        SdenhanceError, match=r"unknown preset `portait`; did you mean `portrait`\?.*prompts"
+    ):
         load_preset("portait")
     with pytest.raises(SdenhanceError, match="preset file not found"):
         load_preset("nowhere/x.toml")
@@ -124,14 +133,17 @@ def test_prompt_joining():
 
 def a1111_png(path, prompt="a red fox in the snow"):
     info = PngInfo()
-    info.add_text("parameters", f"{prompt}\nNegative prompt: ugly\nSteps: 20, Sampler: Euler a, CFG scale: 7, Seed: 1")
+    info.add_text(
+        "parameters",
+        f"{prompt}\nNegative prompt: ugly\nSteps: 20, Sampler: Euler a, CFG scale: 7, Seed: 1",
+    )
     Image.new("RGB", (32, 24), (90, 120, 150)).save(path, pnginfo=info)
     return path
 
 
 def test_input_prompt_goes_before_the_preset_words(tmp_path):
     from sdenhance.api import build_options
-    from sdenhance.image import load_image
+    from sdenhance.io.load import load_image
     from sdenhance.stages import Context
 
     loaded = load_image(a1111_png(tmp_path / "fox.png"))
@@ -183,16 +195,38 @@ def test_every_bundled_preset_runs_on_the_tiny_model(models):
 def test_cli_upscale_takes_a_preset(models, tmp_path):
     src = tmp_path / "in.png"
     Image.new("RGB", (64, 48), (200, 90, 40)).save(src)
-    result = CliRunner().invoke(app, [
-        "upscale", str(src), "--preset", "landscape", "--model", models["sd15"], "--controlnet",
-        models["sd15-controlnet"], "--steps", "2", "--upscaler", "lanczos", "--tile", "64", "--overlap", "16",
-        "--seed", "1",
-    ])
+    result = CliRunner().invoke(
+        app,
+        [
+            "upscale",
+            str(src),
+            "--preset",
+            "landscape",
+            "--model",
+            models["sd15"],
+            "--controlnet",
+            models["sd15-controlnet"],
+            "--steps",
+            "2",
+            "--upscaler",
+            "lanczos",
+            "--tile",
+            "64",
+            "--overlap",
+            "16",
+            "--seed",
+            "1",
+        ],
+    )
     assert result.exit_code == 0, result.output
-    from sdenhance.image import read_metadata
+    from sdenhance.io.load import read_metadata
 
     options = read_metadata(tmp_path / "in_upscale.png").sdenhance["steps"][0]["options"]
-    assert options["creativity"] == 0.6 and options["steps"] == 2 and options["prompt"].startswith("landscape")
+    assert (
+        options["creativity"] == 0.6
+        and options["steps"] == 2
+        and options["prompt"].startswith("landscape")
+    )
 
 
 def test_pyproject_ships_the_bundled_folders_as_package_data():

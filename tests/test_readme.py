@@ -72,4 +72,3 @@ def test_every_command_line_runs(world):
 def test_demo_input_is_bundled():
     assert (ROOT / "examples/images/chelsea.png").is_file()
     assert "examples/images/chelsea.png" in (ROOT / "Makefile").read_text()
-

@@ -22,7 +22,8 @@ from sdenhance.server.a1111_map import (
     upscaler_listing,
 )
 from sdenhance.server.a1111_models import Img2ImgRequest
-from sdenhance.upscalers import upscale, upscaler_names
+from sdenhance.upscalers.registry import upscaler_names
+from sdenhance.upscalers.upscale import upscale
 
 
 def b64(data: bytes) -> str:
@@ -88,7 +89,7 @@ def webuiapi_img2img(image: bytes, **changes) -> dict:
 @pytest.fixture(scope="module")
 def tiny(models, tmp_path_factory):
     """The server on the tiny SD 1.5 model and its tile ControlNet, shared by this module."""
-    from sdenhance.engine import EngineConfig
+    from sdenhance.models.config import EngineConfig
 
     out = tmp_path_factory.mktemp("a1111-out")
     cfg = EngineConfig(model=models["sd15"], controlnet=models["sd15-controlnet"], device="cpu")

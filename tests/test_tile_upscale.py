@@ -9,8 +9,9 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from sdenhance import Enhancer, SdenhanceError
-from sdenhance import tiled_diffusion as td
 from sdenhance.cli import app
+from sdenhance.diffusion import tiled_denoise as td
+from sdenhance.diffusion import tiled_vae
 from sdenhance.ops import tiling
 from sdenhance.stages import tile_upscale as tu
 
@@ -46,7 +47,9 @@ def gradient_canvas(h=64, w=128):
 
 
 def run_tiled(latents, tiles, overlap, steps=STEPS):
-    return td.tiled_denoise(latents, StandInScheduler(), list(range(steps)), tiles, overlap, stand_in_predict, batch=3)
+    return td.tiled_denoise(
+        latents, StandInScheduler(), list(range(steps)), tiles, overlap, stand_in_predict, batch=3
+    )
 
 
 def run_untiled(latents, steps=STEPS):
@@ -69,8 +72,14 @@ def seam_jumps(x: torch.Tensor, tiles, band: int = 2) -> tuple[float, float]:
     ey = [e - MARGIN - 1 for t in tiles for e in (t.y0, t.y1)]
     near_x = [any(abs(i - e) <= band for e in ex) for i in range(len(dx))]
     near_y = [any(abs(i - e) <= band for e in ey) for i in range(len(dy))]
-    border = max([d for d, n in zip(dx, near_x, strict=True) if n] + [d for d, n in zip(dy, near_y, strict=True) if n])
-    inside = max([d for d, n in zip(dx, near_x, strict=True) if not n] + [d for d, n in zip(dy, near_y, strict=True) if not n])
+    border = max(
+        [d for d, n in zip(dx, near_x, strict=True) if n]
+        + [d for d, n in zip(dy, near_y, strict=True) if n]
+    )
+    inside = max(
+        [d for d, n in zip(dx, near_x, strict=True) if not n]
+        + [d for d, n in zip(dy, near_y, strict=True) if not n]
+    )
     return float(border), float(inside)
 
 
@@ -137,11 +146,11 @@ def test_plan_counts_tiles_and_steps():
 
 
 def test_vae_tiling_fits_any_canvas():
-    assert td.vae_tiling(512, (4096, 2048)) == (512, 64)
-    assert td.vae_tiling(512, (80, 48)) == (80, 16)
-    assert td.vae_tiling(512, (8, 8)) == (8, 0)
+    assert tiled_vae.vae_tiling(512, (4096, 2048)) == (512, 64)
+    assert tiled_vae.vae_tiling(512, (80, 48)) == (80, 16)
+    assert tiled_vae.vae_tiling(512, (8, 8)) == (8, 0)
     for canvas in [(8, 8), (16, 8), (80, 48), (600, 8), (1000, 1000)]:
-        tile, overlap = td.vae_tiling(512, canvas)
+        tile, overlap = tiled_vae.vae_tiling(512, canvas)
         assert overlap < tile and tile % 8 == 0 and overlap % 8 == 0
 
 
@@ -157,9 +166,15 @@ def test_target_size_and_limits():
 
 @pytest.mark.parametrize(
     "bad,word",
-    [({"tile": 100}, "multiple of 8"), ({"tile": 32}, "≥ 64"), ({"overlap": 512, "tile": 512}, "smaller than"),
-     ({"creativity": 1.2}, "creativity"), ({"scale": 0.5}, "scale"), ({"color_fix": "magic"}, "color_fix"),
-     ({"tile_batch": 0}, "tile_batch")],
+    [
+        ({"tile": 100}, "multiple of 8"),
+        ({"tile": 32}, "≥ 64"),
+        ({"overlap": 512, "tile": 512}, "smaller than"),
+        ({"creativity": 1.2}, "creativity"),
+        ({"scale": 0.5}, "scale"),
+        ({"color_fix": "magic"}, "color_fix"),
+        ({"tile_batch": 0}, "tile_batch"),
+    ],
 )
 def test_bad_options_are_refused_before_loading(photo, bad, word):
     with pytest.raises(SdenhanceError, match=word):
@@ -171,7 +186,16 @@ def test_bad_options_are_refused_before_loading(photo, bad, word):
 
 
 def small_opts(**kw):
-    base = dict(scale=2, creativity=0.5, steps=4, upscaler="lanczos", tile=64, overlap=16, tile_batch=3, vae_tile=128)
+    base = dict(
+        scale=2,
+        creativity=0.5,
+        steps=4,
+        upscaler="lanczos",
+        tile=64,
+        overlap=16,
+        tile_batch=3,
+        vae_tile=128,
+    )
     return {**base, **kw}
 
 
@@ -187,18 +211,25 @@ def test_upscale_tiny_model_deterministic(models, photo, family):
     assert not np.array_equal(np.asarray(a), np.asarray(c))
 
 
-@pytest.mark.parametrize("size,kw,expect", [
-    ((37, 23), {"scale": 2}, (74, 46)),
-    ((40, 1), {"scale": 3}, (120, 3)),
-    ((13, 70), {"scale": 1.5}, (20, 105)),
-    ((30, 20), {"width": 77, "height": 41}, (77, 41)),
-])
+@pytest.mark.parametrize(
+    "size,kw,expect",
+    [
+        ((37, 23), {"scale": 2}, (74, 46)),
+        ((40, 1), {"scale": 3}, (120, 3)),
+        ((13, 70), {"scale": 1.5}, (20, 105)),
+        ((30, 20), {"width": 77, "height": 41}, (77, 41)),
+    ],
+)
 def test_any_size_any_scale(models, size, kw, expect):
-    img = Image.fromarray((np.random.default_rng(0).random((size[1], size[0], 3)) * 255).astype(np.uint8))
+    img = Image.fromarray(
+        (np.random.default_rng(0).random((size[1], size[0], 3)) * 255).astype(np.uint8)
+    )
     opts = small_opts(**kw)
     if "width" in kw:
         opts.pop("scale")
-    out = Enhancer(models["sd15"], controlnet=models["sd15-controlnet"]).upscale(img, seed=1, **opts)
+    out = Enhancer(models["sd15"], controlnet=models["sd15-controlnet"]).upscale(
+        img, seed=1, **opts
+    )
     assert out.size == expect
 
 
@@ -206,7 +237,9 @@ def test_alpha_is_preserved(models):
     rgba = Image.new("RGBA", (32, 24), (30, 160, 90, 255))
     a = np.asarray(rgba).copy()
     a[:, :12, 3] = 0
-    out = Enhancer(models["sd15"], controlnet=models["sd15-controlnet"]).upscale(Image.fromarray(a), seed=0, **small_opts())
+    out = Enhancer(models["sd15"], controlnet=models["sd15-controlnet"]).upscale(
+        Image.fromarray(a), seed=0, **small_opts()
+    )
     assert out.mode == "RGBA" and out.size == (64, 48)
     alpha = np.asarray(out)[:, :, 3]
     assert alpha[:, :20].max() <= 8 and alpha[:, 30:].min() >= 247
@@ -231,15 +264,39 @@ def test_creativity_zero_needs_no_model(photo):
 def test_cli_upscale_with_tiny_model_writes_metadata(models, tmp_path, photo):
     src = tmp_path / "cat.png"
     photo.save(src)
-    result = CliRunner().invoke(app, [
-        "upscale", str(src), "--model", models["sd15"], "--controlnet", models["sd15-controlnet"],
-        "--scale", "2", "--creativity", "0.5", "--steps", "2", "--upscaler", "lanczos", "--tile", "64",
-        "--overlap", "16", "--seed", "9", "--prompt", "a cat", "-o", str(tmp_path / "{stem}_{scale}.png"),
-    ])
+    result = CliRunner().invoke(
+        app,
+        [
+            "upscale",
+            str(src),
+            "--model",
+            models["sd15"],
+            "--controlnet",
+            models["sd15-controlnet"],
+            "--scale",
+            "2",
+            "--creativity",
+            "0.5",
+            "--steps",
+            "2",
+            "--upscaler",
+            "lanczos",
+            "--tile",
+            "64",
+            "--overlap",
+            "16",
+            "--seed",
+            "9",
+            "--prompt",
+            "a cat",
+            "-o",
+            str(tmp_path / "{stem}_{scale}.png"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     out = tmp_path / "cat_x2.png"
     assert out.exists()
-    from sdenhance.image import read_metadata
+    from sdenhance.io.load import read_metadata
 
     meta = read_metadata(out)
     assert meta.sdenhance["seed"] == 9 and meta.sdenhance["steps"][0]["stage"] == "upscale"
@@ -292,7 +349,9 @@ def test_cpu_refuses_work_that_cannot_fit(models, photo, monkeypatch):
 
     monkeypatch.setattr(psutil, "virtual_memory", lambda: Tiny())
     with pytest.raises(SdenhanceError, match=r"needs about .* GiB .* free"):
-        Enhancer(models["sd15"], controlnet=models["sd15-controlnet"]).upscale(photo, seed=0, **small_opts(scale=8))
+        Enhancer(models["sd15"], controlnet=models["sd15-controlnet"]).upscale(
+            photo, seed=0, **small_opts(scale=8)
+        )
 
 
 def test_estimate_beyond_the_image_buffers_is_bounded_by_the_tile():

@@ -19,20 +19,17 @@ from sdenhance import Enhancer
 from sdenhance.errors import SdenhanceError
 from sdenhance.ops.tiling import fit_tile, tile_grid
 from sdenhance.stages import Context
-from sdenhance.upscalers import (
+from sdenhance.upscalers.ncnn import _ncnn_net, ncnn_model_files, ncnn_runner
+from sdenhance.upscalers.registry import (
     EXTRA_HINT,
     REGISTRY,
     UnsupportedUpscalerError,
     UpscalerInfo,
     UpscalerRegistry,
-    _ncnn_net,
-    _ncnn_runner,
     get_upscaler,
-    ncnn_model_files,
-    run_tiled,
-    upscale,
     upscaler_names,
 )
+from sdenhance.upscalers.upscale import run_tiled, upscale
 
 THREADS = 1  # one thread: steady timings on a busy two-core machine
 
@@ -128,7 +125,7 @@ def test_compact_model_tiled_equals_untiled_everywhere():
     # animevideov3's receptive field (~18 px) fits inside its 32-px overlap, so after the
     # blend every pixel agrees with the untiled pass to within 1/255 (float, no rounding).
     arr = f32(photo("astronaut", 100, 60, 64, 192))
-    fn = _ncnn_runner("realesr-animevideov3-x4", THREADS)
+    fn = ncnn_runner("realesr-animevideov3-x4", THREADS)
     whole = fn(arr)
     tiled = run_tiled(fn, arr, 4, tile=128, overlap=32)
     assert len(tile_grid(192, 64, fit_tile(192, 128, 32), fit_tile(64, 128, 32), 32)) == 2
@@ -141,7 +138,7 @@ def test_x4plus_tiled_matches_untiled_away_from_the_overlap():
     # band the two tiles' renditions are cross-faded (smoothly, no step); beyond one overlap
     # width from the band, pixels agree with the whole-image pass within 1/255.
     arr = f32(photo("astronaut", 180, 150, 24, 160))
-    fn = _ncnn_runner("realesrgan-x4plus", THREADS)
+    fn = ncnn_runner("realesrgan-x4plus", THREADS)
     tiles = tile_grid(160, 24, fit_tile(160, 128, 32), fit_tile(24, 128, 32), 32)
     assert [(t.x0, t.x1) for t in tiles] == [(0, 96), (64, 160)]
     whole = fn(arr)

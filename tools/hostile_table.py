@@ -113,7 +113,7 @@ def run_case(case: h.Case, folder: Path, models: dict[str, str]) -> tuple[list[s
 
 
 def run_interrupt(signum: int, folder: Path) -> tuple[list[str], list[str]]:
-    from sdenhance.image import load_image
+    from sdenhance.io.load import load_image
 
     before = h.batch_folder(folder)
     start = time.monotonic()

@@ -14,8 +14,8 @@ import rich.markup
 import typer
 from typer.core import TyperGroup
 
-from ..errors import SdenhanceError
-from .common import err_console
+from sdenhance.cli.common import err_console
+from sdenhance.errors import SdenhanceError
 
 
 class _Group(TyperGroup):
@@ -45,7 +45,7 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from . import color, facefix, img2img, info, inpaint, recipes, serve, upscale
+    from sdenhance.cli import color, facefix, img2img, info, inpaint, recipes, serve, upscale
 
     for module in (upscale, img2img, inpaint, facefix, color, recipes, info, serve):
         app.add_typer(module.app)

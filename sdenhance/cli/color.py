@@ -9,9 +9,9 @@ from typing import Annotated, Any
 
 import typer
 
-from ..api import apply_stage, build_options, join_alpha
-from ..errors import SdenhanceError
-from . import common as c
+from sdenhance.api import apply_stage, build_options, join_alpha
+from sdenhance.cli import common as c
+from sdenhance.errors import SdenhanceError
 
 app = typer.Typer()
 
@@ -20,7 +20,7 @@ def _load_role(spec: Path, flag: str) -> Any:
     """The image given to `flag` (`--reference`, `--original`), loaded once for every input."""
     if not spec.is_file():
         raise SdenhanceError(f"`{flag}`: no such file {str(spec)!r}; give an image file")
-    from ..image import load_image
+    from sdenhance.io.load import load_image
 
     return load_image(spec)
 
@@ -29,7 +29,7 @@ def _run_stage(stage: str, opts: Any, roles: dict[str, Any], extra: dict[str, An
     """`work` for `process_images`: load the input, put the role images in place, run `stage`."""
 
     def work(item, ctx):
-        from ..image import load_image
+        from sdenhance.io.load import load_image
 
         loaded = load_image(item.input)
         ctx.images.update(roles)
@@ -173,8 +173,8 @@ def compare(
 ) -> None:
     """Score B against A: PSNR (dB, higher is closer), SSIM (1 = same structure) and mean
     CIEDE2000 colour difference (about 1 is just visible, over 5 another colour)."""
-    from ..image import to_array
-    from ..ops.metrics import compare as compare_arrays
+    from sdenhance.io.convert import to_array
+    from sdenhance.ops.metrics import compare as compare_arrays
 
     first, second = _load_role(a, "A"), _load_role(b, "B")
     scores = compare_arrays(to_array(first.image), to_array(second.image))

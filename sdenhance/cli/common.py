@@ -12,9 +12,9 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from ..batch import BatchItem, expand_inputs, plan, run_batch
-from ..engine import EngineConfig
-from ..stages import Context
+from sdenhance.batch import BatchItem, expand_inputs, plan, run_batch
+from sdenhance.models.config import EngineConfig
+from sdenhance.stages import Context
 
 out_console = Console(highlight=False, soft_wrap=True)  # results: paths, JSON
 err_console = Console(stderr=True, highlight=False)  # progress and messages
@@ -22,31 +22,172 @@ err_console = Console(stderr=True, highlight=False)  # progress and messages
 P_PROMPT, P_DIFF, P_TILE, P_COLOUR = "Prompt", "Diffusion", "Tiling", "Colour"
 P_OUT, P_MODEL, P_PERF, P_MASK = "Output", "Model", "Performance", "Mask"
 
-Inputs = Annotated[list[str], typer.Argument(help="Image files, folders or globs.", show_default=False)]
+Inputs = Annotated[
+    list[str], typer.Argument(help="Image files, folders or globs.", show_default=False)
+]
 Output = Annotated[
     str | None,
-    typer.Option("--output", "-o", help="Output file, folder, or template with {stem} {op} {scale} {seed} {index}. Default: beside the input as {stem}_{op}.png.", rich_help_panel=P_OUT),
+    typer.Option(
+        "--output",
+        "-o",
+        help="Output file, folder, or template with {stem} {op} {scale} {seed} {index}. Default: beside the input as {stem}_{op}.png.",
+        rich_help_panel=P_OUT,
+    ),
 ]
-Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs (inputs are never overwritten).", rich_help_panel=P_OUT)]
-Prompt = Annotated[str | None, typer.Option("--prompt", "-p", help="What the image shows; guides the new detail.", rich_help_panel=P_PROMPT)]
-NegativePrompt = Annotated[str | None, typer.Option("--negative-prompt", "-n", help="What to steer away from (blur, artefacts...).", rich_help_panel=P_PROMPT)]
-Preset = Annotated[str | None, typer.Option("--preset", help="Named preset (see `sdenhance presets`); flags override it.", rich_help_panel=P_PROMPT)]
-Steps = Annotated[int | None, typer.Option("--steps", help="Sampler steps of the full schedule, ≥ 1 (only strength×steps run).", rich_help_panel=P_DIFF)]
-Guidance = Annotated[float | None, typer.Option("--guidance", help="Classifier-free guidance scale, ≥ 0 (1 disables it; 4–8 typical).", rich_help_panel=P_DIFF)]
-Seed = Annotated[int | None, typer.Option("--seed", help="Seed in [0, 2^32); same seed, same output. Default: random, recorded in the output.", rich_help_panel=P_DIFF)]
-Scheduler = Annotated[str | None, typer.Option("--scheduler", help="Sampler: dpmpp-2m-karras, dpmpp-2m, euler, euler-a, ddim, unipc, lms, heun, pndm.", rich_help_panel=P_DIFF)]
+Overwrite = Annotated[
+    bool,
+    typer.Option(
+        "--overwrite",
+        help="Replace existing outputs (inputs are never overwritten).",
+        rich_help_panel=P_OUT,
+    ),
+]
+Prompt = Annotated[
+    str | None,
+    typer.Option(
+        "--prompt",
+        "-p",
+        help="What the image shows; guides the new detail.",
+        rich_help_panel=P_PROMPT,
+    ),
+]
+NegativePrompt = Annotated[
+    str | None,
+    typer.Option(
+        "--negative-prompt",
+        "-n",
+        help="What to steer away from (blur, artefacts...).",
+        rich_help_panel=P_PROMPT,
+    ),
+]
+Preset = Annotated[
+    str | None,
+    typer.Option(
+        "--preset",
+        help="Named preset (see `sdenhance presets`); flags override it.",
+        rich_help_panel=P_PROMPT,
+    ),
+]
+Steps = Annotated[
+    int | None,
+    typer.Option(
+        "--steps",
+        help="Sampler steps of the full schedule, ≥ 1 (only strength×steps run).",
+        rich_help_panel=P_DIFF,
+    ),
+]
+Guidance = Annotated[
+    float | None,
+    typer.Option(
+        "--guidance",
+        help="Classifier-free guidance scale, ≥ 0 (1 disables it; 4–8 typical).",
+        rich_help_panel=P_DIFF,
+    ),
+]
+Seed = Annotated[
+    int | None,
+    typer.Option(
+        "--seed",
+        help="Seed in [0, 2^32); same seed, same output. Default: random, recorded in the output.",
+        rich_help_panel=P_DIFF,
+    ),
+]
+Scheduler = Annotated[
+    str | None,
+    typer.Option(
+        "--scheduler",
+        help="Sampler: dpmpp-2m-karras, dpmpp-2m, euler, euler-a, ddim, unipc, lms, heun, pndm.",
+        rich_help_panel=P_DIFF,
+    ),
+]
 
-Model = Annotated[str | None, typer.Option("--model", "-m", envvar="SDENHANCE_MODEL", help="Base model: hub id, diffusers folder or single .safetensors file (SD 1.5 or SDXL).", rich_help_panel=P_MODEL)]
-ControlNet = Annotated[str | None, typer.Option("--controlnet", envvar="SDENHANCE_CONTROLNET", help="Tile ControlNet: hub id, folder or .safetensors. Default: the family's tile model.", rich_help_panel=P_MODEL)]
-InpaintModel = Annotated[str | None, typer.Option("--inpaint-model", envvar="SDENHANCE_INPAINT_MODEL", help="Dedicated inpainting model (9-channel UNet); default: inpaint with the base model.", rich_help_panel=P_MODEL)]
-ModelConfig = Annotated[str | None, typer.Option("--model-config", help="Diffusers folder or hub id holding configs for single-file checkpoints (offline use).", rich_help_panel=P_MODEL)]
-AllowPickle = Annotated[bool, typer.Option("--allow-pickle", help="Allow .ckpt/.pt/.pth/.bin pickles (loaded weights-only). Off: pickles are refused.", rich_help_panel=P_MODEL)]
-Device = Annotated[str, typer.Option("--device", help="auto (cuda > mps > cpu), cpu, cuda, cuda:N or mps.", rich_help_panel=P_PERF)]
-Dtype = Annotated[str, typer.Option("--dtype", help="auto (fp16 on CUDA, fp32 on CPU), fp32, fp16 or bf16.", rich_help_panel=P_PERF)]
-Offload = Annotated[str, typer.Option("--offload", help="Move idle models off the GPU: none, model or sequential (slowest, least memory).", rich_help_panel=P_PERF)]
-VaeTiling = Annotated[bool, typer.Option("--vae-tiling", help="Decode/encode the VAE in tiles (less memory for huge single-pass images).", rich_help_panel=P_PERF)]
-AttentionSlicing = Annotated[bool, typer.Option("--attention-slicing", help="Compute attention in slices (less memory, slower).", rich_help_panel=P_PERF)]
-Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Log details to stderr.", rich_help_panel=P_OUT)]
+Model = Annotated[
+    str | None,
+    typer.Option(
+        "--model",
+        "-m",
+        envvar="SDENHANCE_MODEL",
+        help="Base model: hub id, diffusers folder or single .safetensors file (SD 1.5 or SDXL).",
+        rich_help_panel=P_MODEL,
+    ),
+]
+ControlNet = Annotated[
+    str | None,
+    typer.Option(
+        "--controlnet",
+        envvar="SDENHANCE_CONTROLNET",
+        help="Tile ControlNet: hub id, folder or .safetensors. Default: the family's tile model.",
+        rich_help_panel=P_MODEL,
+    ),
+]
+InpaintModel = Annotated[
+    str | None,
+    typer.Option(
+        "--inpaint-model",
+        envvar="SDENHANCE_INPAINT_MODEL",
+        help="Dedicated inpainting model (9-channel UNet); default: inpaint with the base model.",
+        rich_help_panel=P_MODEL,
+    ),
+]
+ModelConfig = Annotated[
+    str | None,
+    typer.Option(
+        "--model-config",
+        help="Diffusers folder or hub id holding configs for single-file checkpoints (offline use).",
+        rich_help_panel=P_MODEL,
+    ),
+]
+AllowPickle = Annotated[
+    bool,
+    typer.Option(
+        "--allow-pickle",
+        help="Allow .ckpt/.pt/.pth/.bin pickles (loaded weights-only). Off: pickles are refused.",
+        rich_help_panel=P_MODEL,
+    ),
+]
+Device = Annotated[
+    str,
+    typer.Option(
+        "--device",
+        help="auto (cuda > mps > cpu), cpu, cuda, cuda:N or mps.",
+        rich_help_panel=P_PERF,
+    ),
+]
+Dtype = Annotated[
+    str,
+    typer.Option(
+        "--dtype",
+        help="auto (fp16 on CUDA, fp32 on CPU), fp32, fp16 or bf16.",
+        rich_help_panel=P_PERF,
+    ),
+]
+Offload = Annotated[
+    str,
+    typer.Option(
+        "--offload",
+        help="Move idle models off the GPU: none, model or sequential (slowest, least memory).",
+        rich_help_panel=P_PERF,
+    ),
+]
+VaeTiling = Annotated[
+    bool,
+    typer.Option(
+        "--vae-tiling",
+        help="Decode/encode the VAE in tiles (less memory for huge single-pass images).",
+        rich_help_panel=P_PERF,
+    ),
+]
+AttentionSlicing = Annotated[
+    bool,
+    typer.Option(
+        "--attention-slicing",
+        help="Compute attention in slices (less memory, slower).",
+        rich_help_panel=P_PERF,
+    ),
+]
+Verbose = Annotated[
+    bool, typer.Option("--verbose", "-v", help="Log details to stderr.", rich_help_panel=P_OUT)
+]
 
 
 def engine_config(
@@ -61,7 +202,7 @@ def engine_config(
     attention_slicing: bool = False,
     allow_pickle: bool = False,
 ) -> EngineConfig:
-    from ..engine import check_config
+    from sdenhance.models.config import check_config
 
     cfg = EngineConfig(
         model=model,
@@ -110,16 +251,20 @@ def process_images(
     the inputs; output names are decided over all inputs first, so they never depend on the
     number of processes. Exit: 0 all done, 2 bad single input, 3 some failed, 130 interrupted.
     """
-    from ..batch import rank_and_world, shard
-    from ..image import save_image
+    from sdenhance.batch import rank_and_world, shard
+    from sdenhance.io.save import save_image
 
     paths = expand_inputs(inputs)
-    items = plan(paths, output, op, fields={"seed": seed if seed is not None else "rand", **(fields or {})})
+    items = plan(
+        paths, output, op, fields={"seed": seed if seed is not None else "rand", **(fields or {})}
+    )
     rank, world = rank_and_world()
     if world > 1:
         items = shard(items, rank, world)
         engine = _rank_device(engine)
-        logging.getLogger("sdenhance").info("process %d of %d: %d input(s)", rank + 1, world, len(items))
+        logging.getLogger("sdenhance").info(
+            "process %d of %d: %d input(s)", rank + 1, world, len(items)
+        )
     shared: dict[str, Any] = {"engine": None}
     finished: list[BatchItem] = []
     show = err_console.is_terminal and not err_console.is_dumb_terminal
@@ -186,7 +331,7 @@ def stdin_is_tty() -> bool:
 
 
 def check_seed(seed: int | None) -> None:
-    from ..errors import SdenhanceError
+    from sdenhance.errors import SdenhanceError
 
     if seed is not None and not 0 <= seed < 2**32:
         raise SdenhanceError(f"`--seed` must be in [0, 2^32); got {seed}")
@@ -196,7 +341,7 @@ def with_preset(name: str | None, values: dict[str, Any], stage: str = "upscale"
     """The preset's defaults for `stage` under the flags the user gave (flags win)."""
     if not name:
         return values
-    from ..presets import load_preset
+    from sdenhance.presets import load_preset
 
     return {**load_preset(name).defaults(stage), **values}
 
@@ -211,7 +356,7 @@ def use_input_prompt(loaded: Any, opts: Any, ctx: Context, *, enabled: bool = Tr
     prompt = offered_prompt(loaded, enabled=enabled)
     if prompt is None or not hasattr(opts, "prompt"):
         return opts
-    from ..presets import join_prompts
+    from sdenhance.presets import join_prompts
 
     ctx.record["prompt_source"] = loaded.metadata.source
     return item_options(opts, prompt=join_prompts(prompt, opts.prompt))
@@ -240,7 +385,8 @@ def offered_prompt(loaded: Any, *, enabled: bool = True) -> str | None:
         return None
     logging.getLogger("sdenhance").info(
         "%s: using the prompt from its %s metadata (give a prompt, or --no-input-prompt, to change that)",
-        loaded.path.name, metadata.source,
+        loaded.path.name,
+        metadata.source,
     )
     return prompt
 
@@ -249,7 +395,7 @@ def item_options(opts: Any, **changes: Any) -> Any:
     """A copy of a frozen options dataclass with `changes` (only fields it has), re-validated."""
     import dataclasses
 
-    from ..options import validate
+    from sdenhance.options import validate
 
     names = {f.name for f in dataclasses.fields(opts)}
     kept = {k: v for k, v in changes.items() if k in names}
@@ -276,7 +422,9 @@ def print_failures(failed: list[tuple[BatchItem, str]], total: int) -> None:
     """The failed items as a table on stderr."""
     from rich.table import Table
 
-    table = Table(title=f"{len(failed)} of {total} failed", title_style="bold red", title_justify="left")
+    table = Table(
+        title=f"{len(failed)} of {total} failed", title_style="bold red", title_justify="left"
+    )
     table.add_column("input", overflow="fold")
     table.add_column("error", overflow="fold")
     for item, message in failed:
@@ -334,7 +482,12 @@ def engine_options(*roles: str) -> Callable[[Callable[..., Any]], Callable[..., 
         sig = inspect.signature(fn, eval_str=True)
         own = [p for p in sig.parameters.values() if p.name != "engine"]
         extra = [
-            inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, annotation=_ENGINE_OPTIONS[n][0], default=_ENGINE_OPTIONS[n][1])
+            inspect.Parameter(
+                n,
+                inspect.Parameter.KEYWORD_ONLY,
+                annotation=_ENGINE_OPTIONS[n][0],
+                default=_ENGINE_OPTIONS[n][1],
+            )
             for n in names
         ]
 
@@ -343,7 +496,12 @@ def engine_options(*roles: str) -> Callable[[Callable[..., Any]], Callable[..., 
             values = {n: kwargs.pop(n) for n in names}
             return fn(*args, engine=engine_config(**values), **kwargs)
 
-        own = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) if p.kind == p.POSITIONAL_OR_KEYWORD else p for p in own]
+        own = [
+            p.replace(kind=inspect.Parameter.KEYWORD_ONLY)
+            if p.kind == p.POSITIONAL_OR_KEYWORD
+            else p
+            for p in own
+        ]
         command.__signature__ = sig.replace(parameters=own + extra)  # type: ignore[attr-defined]
         return command
 

@@ -6,9 +6,9 @@ from typing import Annotated
 
 import typer
 
-from ..api import apply_stage, build_options, join_alpha
-from ..engine import EngineConfig
-from . import common as c
+from sdenhance.api import apply_stage, build_options, join_alpha
+from sdenhance.cli import common as c
+from sdenhance.models.config import EngineConfig
 
 app = typer.Typer()
 
@@ -121,26 +121,30 @@ def facefix(
     c.check_seed(seed)
     opts = build_options(
         "facefix",
-        c.with_preset(preset, c.drop_none(
-            prompt=prompt,
-            negative_prompt=negative_prompt,
-            strength=strength,
-            blend=blend,
-            max_faces=max_faces,
-            min_face=min_face,
-            padding=padding,
-            dilate=dilate,
-            feather=feather,
-            detector=detector,
-            color_match=color_match,
-            steps=steps,
-            guidance=guidance,
-            scheduler=scheduler,
-        ), "facefix"),
+        c.with_preset(
+            preset,
+            c.drop_none(
+                prompt=prompt,
+                negative_prompt=negative_prompt,
+                strength=strength,
+                blend=blend,
+                max_faces=max_faces,
+                min_face=min_face,
+                padding=padding,
+                dilate=dilate,
+                feather=feather,
+                detector=detector,
+                color_match=color_match,
+                steps=steps,
+                guidance=guidance,
+                scheduler=scheduler,
+            ),
+            "facefix",
+        ),
     )
 
     def work(item, ctx):
-        from ..image import load_image
+        from sdenhance.io.load import load_image
 
         loaded = load_image(item.input)
         image = apply_stage("facefix", join_alpha(loaded.image, loaded.alpha), opts, ctx)

@@ -6,9 +6,9 @@ from typing import Annotated
 
 import typer
 
-from ..api import apply_stage, build_options, join_alpha
-from ..engine import EngineConfig
-from . import common as c
+from sdenhance.api import apply_stage, build_options, join_alpha
+from sdenhance.cli import common as c
+from sdenhance.models.config import EngineConfig
 
 app = typer.Typer()
 
@@ -17,7 +17,15 @@ app = typer.Typer()
 @c.engine_options("model")
 def img2img(
     inputs: c.Inputs,
-    strength: Annotated[float | None, typer.Option("--strength", "-s", help="How much to change, 0–1: 0 keeps the image, 1 repaints it.", rich_help_panel=c.P_DIFF)] = None,
+    strength: Annotated[
+        float | None,
+        typer.Option(
+            "--strength",
+            "-s",
+            help="How much to change, 0–1: 0 keeps the image, 1 repaints it.",
+            rich_help_panel=c.P_DIFF,
+        ),
+    ] = None,
     preset: c.Preset = None,
     prompt: c.Prompt = None,
     negative_prompt: c.NegativePrompt = None,
@@ -34,14 +42,23 @@ def img2img(
     """Refine images with Stable Diffusion img2img at a chosen strength."""
     c.setup_logging(verbose)
     c.check_seed(seed)
-    values = c.drop_none(prompt=prompt, negative_prompt=negative_prompt, strength=strength, steps=steps, guidance=guidance, scheduler=scheduler)
+    values = c.drop_none(
+        prompt=prompt,
+        negative_prompt=negative_prompt,
+        strength=strength,
+        steps=steps,
+        guidance=guidance,
+        scheduler=scheduler,
+    )
     opts = build_options("img2img", c.with_preset(preset, values, "img2img"))
 
     def work(item, ctx):
-        from ..image import load_image
+        from sdenhance.io.load import load_image
 
         loaded = load_image(item.input)
-        item_opts = c.use_input_prompt(loaded, opts, ctx, enabled=prompt is None and not no_input_prompt)
+        item_opts = c.use_input_prompt(
+            loaded, opts, ctx, enabled=prompt is None and not no_input_prompt
+        )
         return apply_stage("img2img", join_alpha(loaded.image, loaded.alpha), item_opts, ctx), {}
 
     c.process_images(inputs, output, "img2img", work, overwrite=overwrite, engine=engine, seed=seed)

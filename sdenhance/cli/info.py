@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from .common import out_console
+from sdenhance.cli.common import out_console
 
 app = typer.Typer()
 
@@ -29,7 +29,7 @@ def info(
 ) -> None:
     """Show an image's size, mode, format, alpha, notes and generation metadata
     (prompt, A1111 parameters, ComfyUI graph, Midjourney parameters, sdenhance record)."""
-    from ..image import load_image
+    from sdenhance.io.load import load_image
 
     loaded = load_image(image)
     meta = loaded.metadata
@@ -87,24 +87,42 @@ def info(
 
 @app.command()
 def doctor(
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object instead of text.")
+    ] = False,
 ) -> None:
     """Show the device, dtype, attention backend, library versions, optional extras, the
     bundled Real-ESRGAN models and the diffusion models found in the Hugging Face cache."""
-    from ..engine import EXTRAS, doctor_report
-    from ..upscalers import upscaler_names
+    from sdenhance.models.doctor import EXTRAS, doctor_report
+    from sdenhance.upscalers.registry import upscaler_names
 
     report = doctor_report()
     report["upscalers"] = upscaler_names()
     if as_json:
         out_console.print_json(json.dumps(report))
         return
-    for key in ("device", "cuda", "dtype", "attention", "torch", "diffusers", "transformers", "hf_cache", "offline"):
+    for key in (
+        "device",
+        "cuda",
+        "dtype",
+        "attention",
+        "torch",
+        "diffusers",
+        "transformers",
+        "hf_cache",
+        "offline",
+    ):
         if report.get(key) is not None:
             _print(f"{key:13} {report[key]}")
     if "cpu_bf16_speedup" in report:
-        native = "native bf16: auto picks bf16" if report["cpu_native_bf16"] else "no native bf16: auto picks fp32"
-        _print(f"{'cpu':13} {native} (a quick probe measured bf16 {report['cpu_bf16_speedup']}× vs fp32)")
+        native = (
+            "native bf16: auto picks bf16"
+            if report["cpu_native_bf16"]
+            else "no native bf16: auto picks fp32"
+        )
+        _print(
+            f"{'cpu':13} {native} (a quick probe measured bf16 {report['cpu_bf16_speedup']}× vs fp32)"
+        )
     extras = ", ".join(
         f"{name} ({'yes' if present else 'no: pip install sdenhance[' + EXTRAS[name] + ']'})"
         for name, present in report["extras"].items()
@@ -113,8 +131,12 @@ def doctor(
     _print(f"{'upscalers':13} {', '.join(report['upscalers'])}")
     if report["models"]:
         for m in report["models"]:
-            _print(f"{'model':13} {m['id']} ({m['family']}, {m['role']}{', inpainting' if m['inpaint'] else ''})")
+            _print(
+                f"{'model':13} {m['id']} ({m['family']}, {m['role']}{', inpainting' if m['inpaint'] else ''})"
+            )
     else:
-        _print(f"{'models':13} none in the cache; defaults download on first use (or pass --model PATH)")
+        _print(
+            f"{'models':13} none in the cache; defaults download on first use (or pass --model PATH)"
+        )
     for family, d in report["defaults"].items():
         _print(f"{'default ' + family:13} {d['model']} + {d['controlnet']}")

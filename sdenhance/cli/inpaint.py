@@ -8,11 +8,11 @@ from typing import Annotated
 import typer
 from PIL import Image
 
-from ..api import apply_stage, build_options, join_alpha
-from ..engine import EngineConfig
-from ..errors import SdenhanceError
-from ..stages import Context
-from . import common as c
+from sdenhance.api import apply_stage, build_options, join_alpha
+from sdenhance.cli import common as c
+from sdenhance.errors import SdenhanceError
+from sdenhance.models.config import EngineConfig
+from sdenhance.stages import Context
 
 app = typer.Typer()
 
@@ -52,7 +52,7 @@ def _load_mask(spec: str) -> Image.Image | None:
         return None
     if not Path(spec).is_file():
         raise SdenhanceError(f"`--mask`: no such file {spec!r}; give a mask image or `alpha`")
-    from ..image import load_image
+    from sdenhance.io.load import load_image
 
     loaded = load_image(spec)
     return join_alpha(loaded.image, loaded.alpha)
@@ -64,8 +64,8 @@ def _masked_input(path: Path, mask_image: Image.Image | None, ctx: Context) -> I
     With `--mask alpha` (mask_image None) the transparent pixels are the mask and the output is
     opaque: the alpha described what to change, not a transparency to keep.
     """
-    from ..image import load_image
-    from ..ops.masks import mask_from_alpha
+    from sdenhance.io.load import load_image
+    from sdenhance.ops.masks import mask_from_alpha
 
     loaded = load_image(path)
     image, alpha = loaded.image, loaded.alpha
@@ -250,21 +250,25 @@ def inpaint(
     c.check_seed(seed)
     opts = build_options(
         "inpaint",
-        c.with_preset(preset, c.drop_none(
-            prompt=prompt,
-            negative_prompt=negative_prompt,
-            strength=strength,
-            steps=steps,
-            guidance=guidance,
-            scheduler=scheduler,
-            grow=grow,
-            feather=feather,
-            area=area,
-            padding=padding,
-            fill=fill,
-            color_match=color_match,
-            mask_resize=mask_resize,
-        ), "inpaint"),
+        c.with_preset(
+            preset,
+            c.drop_none(
+                prompt=prompt,
+                negative_prompt=negative_prompt,
+                strength=strength,
+                steps=steps,
+                guidance=guidance,
+                scheduler=scheduler,
+                grow=grow,
+                feather=feather,
+                area=area,
+                padding=padding,
+                fill=fill,
+                color_match=color_match,
+                mask_resize=mask_resize,
+            ),
+            "inpaint",
+        ),
     )
     mask_image = _load_mask(mask)
 

@@ -10,14 +10,16 @@ from typing import Annotated, Any
 
 import typer
 
-from ..engine import EngineConfig
-from ..errors import SdenhanceError
-from . import common as c
+from sdenhance.cli import common as c
+from sdenhance.errors import SdenhanceError
+from sdenhance.models.config import EngineConfig
 
 app = typer.Typer()
 log = logging.getLogger("sdenhance")
 
-AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.", rich_help_panel=c.P_OUT)]
+AsJson = Annotated[
+    bool, typer.Option("--json", help="Print JSON instead of a table.", rich_help_panel=c.P_OUT)
+]
 
 SET_HELP = (
     "Override a recipe value, repeatable. KEY=VALUE sets the variable KEY (e.g. "
@@ -30,7 +32,9 @@ SET_HELP = (
 
 
 def _echo_json(data: Any) -> None:
-    c.out_console.print(json.dumps(data, ensure_ascii=False, indent=2), markup=False, highlight=False)
+    c.out_console.print(
+        json.dumps(data, ensure_ascii=False, indent=2), markup=False, highlight=False
+    )
 
 
 def _table(title: str, rows: list[tuple[str, ...]], columns: tuple[str, ...]) -> None:
@@ -46,7 +50,12 @@ def _table(title: str, rows: list[tuple[str, ...]], columns: tuple[str, ...]) ->
 
 @app.command("presets")
 def presets(
-    name: Annotated[str | None, typer.Argument(help="Preset name or .toml path to show; none lists them all.", show_default=False)] = None,
+    name: Annotated[
+        str | None,
+        typer.Argument(
+            help="Preset name or .toml path to show; none lists them all.", show_default=False
+        ),
+    ] = None,
     as_json: AsJson = False,
 ) -> None:
     """List presets (prompt + stage defaults for upscale, img2img, inpaint), or show one.
@@ -54,30 +63,48 @@ def presets(
     User presets live in $SDENHANCE_HOME/prompts/ (default ~/.config/sdenhance/prompts/) and
     win over bundled ones of the same name. Use one with `--preset NAME`.
     """
-    from ..presets import PRESET_STAGES, home_dir, list_presets, load_preset
+    from sdenhance.presets import PRESET_STAGES, home_dir, list_presets, load_preset
 
     if name is None:
         found = list_presets()
         if as_json:
-            _echo_json([{"name": p.name, "description": p.description, "source": s, "path": str(p.path)} for p, s in found])
+            _echo_json(
+                [
+                    {"name": p.name, "description": p.description, "source": s, "path": str(p.path)}
+                    for p, s in found
+                ]
+            )
             return
-        _table("presets", [(p.name, p.description, s) for p, s in found], ("name", "description", "source"))
+        _table(
+            "presets",
+            [(p.name, p.description, s) for p, s in found],
+            ("name", "description", "source"),
+        )
         c.err_console.print(f"user presets: {home_dir() / 'prompts'}")
         return
     preset = load_preset(name)
     if as_json:
-        _echo_json({"name": preset.name, "description": preset.description, "path": str(preset.path), **preset.values()})
+        _echo_json(
+            {
+                "name": preset.name,
+                "description": preset.description,
+                "path": str(preset.path),
+                **preset.values(),
+            }
+        )
         return
     c.out_console.print(f"[bold]{preset.name}[/]: {preset.description}", highlight=False)
     c.out_console.print(f"file: {preset.path}", markup=False)
     rows = [(key, str(value)) for key, value in preset.values().items()]
     _table("settings", rows, ("key", "value"))
     applies = ", ".join(stage for stage in PRESET_STAGES if _has_stage(stage))
-    c.out_console.print(f"applies to: {applies} (each takes the keys its options have)", markup=False)
+    c.out_console.print(
+        f"applies to: {applies} (each takes the keys its options have)", markup=False
+    )
 
 
 def _has_stage(stage: str) -> bool:
-    from ..stages import get_stage
+    from sdenhance.stages import get_stage
 
     try:
         get_stage(stage)
@@ -88,7 +115,12 @@ def _has_stage(stage: str) -> bool:
 
 @app.command("recipes")
 def recipes(
-    name: Annotated[str | None, typer.Argument(help="Recipe name or .toml path to show; none lists them all.", show_default=False)] = None,
+    name: Annotated[
+        str | None,
+        typer.Argument(
+            help="Recipe name or .toml path to show; none lists them all.", show_default=False
+        ),
+    ] = None,
     as_json: AsJson = False,
 ) -> None:
     """List recipes (multi-step pipelines for `sdenhance run`), or show one's steps and variables.
@@ -96,15 +128,22 @@ def recipes(
     User recipes live in $SDENHANCE_HOME/pipelines/ (default ~/.config/sdenhance/pipelines/)
     and win over bundled ones of the same name.
     """
-    from ..presets import home_dir
-    from ..recipes import list_recipes, load_recipe
+    from sdenhance.presets import home_dir
+    from sdenhance.recipes import list_recipes, load_recipe
 
     if name is None:
         found = list_recipes()
         if as_json:
-            _echo_json([{"name": r.name, "description": r.description, "source": s, "path": str(r.path)} for r, s in found])
+            _echo_json(
+                [
+                    {"name": r.name, "description": r.description, "source": s, "path": str(r.path)}
+                    for r, s in found
+                ]
+            )
             return
-        rows = [(r.name, " > ".join(step.stage for step in r.steps), r.description, s) for r, s in found]
+        rows = [
+            (r.name, " > ".join(step.stage for step in r.steps), r.description, s) for r, s in found
+        ]
         _table("recipes", rows, ("name", "steps", "description", "source"))
         c.err_console.print(f"user recipes: {home_dir() / 'pipelines'}")
         return
@@ -112,8 +151,15 @@ def recipes(
     used = recipe.variables()
     variables = {v: recipe.vars.get(v, None) for v in sorted(set(recipe.vars) | set(used))}
     if as_json:
-        _echo_json({"name": recipe.name, "description": recipe.description, "path": str(recipe.path),
-                    "vars": variables, "steps": recipe.describe()})
+        _echo_json(
+            {
+                "name": recipe.name,
+                "description": recipe.description,
+                "path": str(recipe.path),
+                "vars": variables,
+                "steps": recipe.describe(),
+            }
+        )
         return
     c.out_console.print(f"[bold]{recipe.name}[/]: {recipe.description}", highlight=False)
     c.out_console.print(f"file: {recipe.path}", markup=False)
@@ -125,7 +171,11 @@ def recipes(
     _table("steps", rows, ("#", "stage", "options"))
     if variables:
         var_rows = [
-            (v, "(required)" if v not in recipe.vars else repr(d), ", ".join(str(i) for i in used.get(v, [])) or "-")
+            (
+                v,
+                "(required)" if v not in recipe.vars else repr(d),
+                ", ".join(str(i) for i in used.get(v, [])) or "-",
+            )
             for v, d in variables.items()
         ]
         _table("variables (--set NAME=VALUE)", var_rows, ("name", "default", "steps"))
@@ -134,10 +184,29 @@ def recipes(
 @app.command("run")
 @c.engine_options("model", "controlnet", "inpaint_model")
 def run(
-    recipe: Annotated[str | None, typer.Argument(help="Recipe name (see `sdenhance recipes`) or .toml path; with --from, the first input.", show_default=False)] = None,
-    inputs: Annotated[list[str] | None, typer.Argument(help="Image files, folders or globs.", show_default=False)] = None,
-    sets: Annotated[list[str] | None, typer.Option("--set", help=SET_HELP, rich_help_panel=c.P_DIFF, show_default=False)] = None,
-    from_image: Annotated[Path | None, typer.Option("--from", help="Re-run what made this sdenhance output (its steps, seed and models, unless given here) on the inputs; without inputs, on the original it names, looked for beside it.", rich_help_panel=c.P_DIFF, show_default=False)] = None,
+    recipe: Annotated[
+        str | None,
+        typer.Argument(
+            help="Recipe name (see `sdenhance recipes`) or .toml path; with --from, the first input.",
+            show_default=False,
+        ),
+    ] = None,
+    inputs: Annotated[
+        list[str] | None, typer.Argument(help="Image files, folders or globs.", show_default=False)
+    ] = None,
+    sets: Annotated[
+        list[str] | None,
+        typer.Option("--set", help=SET_HELP, rich_help_panel=c.P_DIFF, show_default=False),
+    ] = None,
+    from_image: Annotated[
+        Path | None,
+        typer.Option(
+            "--from",
+            help="Re-run what made this sdenhance output (its steps, seed and models, unless given here) on the inputs; without inputs, on the original it names, looked for beside it.",
+            rich_help_panel=c.P_DIFF,
+            show_default=False,
+        ),
+    ] = None,
     seed: c.Seed = None,
     no_input_prompt: c.NoInputPrompt = False,
     output: c.Output = None,
@@ -150,7 +219,7 @@ def run(
     Every step is checked before any model loads; models load once for all steps and images.
     Outputs go beside each input as {stem}_{recipe}.png (--from: {stem}_rerun.png).
     """
-    from ..recipes import Recipe, load_recipe, parse_sets
+    from sdenhance.recipes import Recipe, load_recipe, parse_sets
 
     c.setup_logging(verbose)
     c.check_seed(seed)
@@ -170,43 +239,59 @@ def run(
             model=engine.model or _recorded_model(models, "model"),
             controlnet=engine.controlnet or _recorded_model(models, "controlnet"),
             inpaint_model=engine.inpaint_model or _recorded_model(models, "inpaint_model"),
-            dtype=_recorded_dtype(models, engine.device) if engine.dtype == "auto" else engine.dtype,
+            dtype=_recorded_dtype(models, engine.device)
+            if engine.dtype == "auto"
+            else engine.dtype,
         )
         op = "rerun"
     else:
         if recipe is None:
-            raise SdenhanceError("give a recipe and inputs (`sdenhance run RECIPE INPUT...`), or --from OUTPUT")
+            raise SdenhanceError(
+                "give a recipe and inputs (`sdenhance run RECIPE INPUT...`), or --from OUTPUT"
+            )
         if not specs:
-            raise SdenhanceError(f"no inputs: `sdenhance run {recipe} INPUT...` (files, folders or globs)")
+            raise SdenhanceError(
+                f"no inputs: `sdenhance run {recipe} INPUT...` (files, folders or globs)"
+            )
         the_recipe = load_recipe(recipe)
         op = the_recipe.name
     steps = the_recipe.validate(overrides)  # every step checked before any model loads
     offer = from_image is None and not no_input_prompt
-    expected = (record.get("input") or {}).get("sha256") if isinstance(record.get("input"), dict) else None
+    expected = (
+        (record.get("input") or {}).get("sha256") if isinstance(record.get("input"), dict) else None
+    )
 
     def work(item, ctx):
-        from ..api import join_alpha
-        from ..image import load_image
-        from ..recipes import run_recipe
+        from sdenhance.api import join_alpha
+        from sdenhance.io.load import load_image
+        from sdenhance.recipes import run_recipe
 
         loaded = load_image(item.input)
         item_steps = steps
-        prompt = c.offered_prompt(loaded, enabled=offer) if "prompt" in the_recipe.variables() else None
+        prompt = (
+            c.offered_prompt(loaded, enabled=offer) if "prompt" in the_recipe.variables() else None
+        )
         if prompt:
             with_prompt = the_recipe.with_input_prompt(overrides, prompt)
             if with_prompt != overrides:
                 item_steps = the_recipe.validate(with_prompt)
                 ctx.record["prompt_source"] = loaded.metadata.source
         if expected and c.input_record(item.input)["sha256"] != expected:
-            log.warning("%s differs from the input %s was made from; pixels will differ", item.input, from_image)
-        image = run_recipe(the_recipe, join_alpha(loaded.image, loaded.alpha), ctx=ctx, steps=item_steps)
+            log.warning(
+                "%s differs from the input %s was made from; pixels will differ",
+                item.input,
+                from_image,
+            )
+        image = run_recipe(
+            the_recipe, join_alpha(loaded.image, loaded.alpha), ctx=ctx, steps=item_steps
+        )
         return image, {"recipe": the_recipe.name}
 
     c.process_images(specs, output, op, work, overwrite=overwrite, engine=engine, seed=seed)
 
 
 def _record_of(path: Path) -> dict[str, Any]:
-    from ..image import read_metadata
+    from sdenhance.io.load import read_metadata
 
     if not path.is_file():
         raise SdenhanceError(f"`--from`: no such file {str(path)!r}; give an image sdenhance wrote")
@@ -226,7 +311,9 @@ def _recorded_input(record: dict[str, Any], source: Path) -> str:
     if isinstance(name, str) and name and (source.parent / name).is_file():
         return str(source.parent / name)
     found = f" ({name} is not beside it)" if name else ""
-    raise SdenhanceError(f"`--from {source}`: give the original input{found}: sdenhance run --from {source} ORIGINAL")
+    raise SdenhanceError(
+        f"`--from {source}`: give the original input{found}: sdenhance run --from {source} ORIGINAL"
+    )
 
 
 def _recorded_seed(record: dict[str, Any]) -> int | None:
@@ -244,7 +331,7 @@ def _recorded_model(models: dict[str, Any], role: str) -> str | None:
 def _recorded_dtype(models: dict, device: str) -> str:
     """The dtype an output was made with (same dtype, same pixels), else auto; fp16 only where
     this machine runs it (a GPU output re-run on a CPU falls back to auto)."""
-    from ..engine import pick_device
+    from sdenhance.models.device import pick_device
 
     names = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}
     name = names.get(str(models.get("dtype", "")), "auto")

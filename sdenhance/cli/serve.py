@@ -10,9 +10,9 @@ from typing import Annotated
 
 import typer
 
-from ..engine import EngineConfig
-from ..errors import SdenhanceError
-from . import common as c
+from sdenhance.cli import common as c
+from sdenhance.errors import SdenhanceError
+from sdenhance.models.config import EngineConfig
 
 app = typer.Typer()
 
@@ -89,7 +89,7 @@ def serve(
 
     Offline work (`creativity` 0, resize, colour) needs no diffusion model at all.
     """
-    from ..server.security import check_bind
+    from sdenhance.server.security import check_bind
 
     # 1. Check everything before anything starts
     c.setup_logging(verbose)
@@ -101,8 +101,8 @@ def serve(
     if max_request_mb < 1:
         raise SdenhanceError(f"`--max-request-mb` must be ≥ 1; got {max_request_mb}")
     _check_extra()
-    from ..image import max_pixels_from_env
-    from ..presets import home_dir
+    from sdenhance.io.loaded import max_pixels_from_env
+    from sdenhance.presets import home_dir
 
     folder = Path(outputs) if outputs else home_dir() / "outputs"
     try:
@@ -111,7 +111,7 @@ def serve(
         raise SdenhanceError(f"cannot create `--outputs` {folder}: {exc.strerror or exc}") from None
 
     # 2. Build the app and serve until Ctrl-C or SIGTERM
-    from ..server.app import ServerSettings, create_app
+    from sdenhance.server.app import ServerSettings, create_app
 
     settings = ServerSettings(
         outputs=folder,

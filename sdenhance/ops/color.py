@@ -53,8 +53,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ..errors import SdenhanceError
-from .resize import resize
+from sdenhance.errors import SdenhanceError
+from sdenhance.ops.resize import resize
 
 METHODS = ("wavelet", "lab", "hist", "adain", "none")
 

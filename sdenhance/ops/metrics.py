@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import SdenhanceError
-from .resize import resize
+from sdenhance.errors import SdenhanceError
+from sdenhance.ops.resize import resize
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:

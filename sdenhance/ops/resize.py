@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from ..errors import SdenhanceError
+from sdenhance.errors import SdenhanceError
 
 RESIZE_METHODS = ("lanczos", "bicubic", "bilinear", "area", "nearest")
 

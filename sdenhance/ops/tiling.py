@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import SdenhanceError
+from sdenhance.errors import SdenhanceError
 
 __all__ = [
     "Tile",

@@ -47,11 +47,11 @@ __all__ = ["JobCancelled", "JobQueue", "QueueFull", "ServerSettings", "create_ap
 def __getattr__(name: str) -> Any:
     """The queue needs no web framework; the app (FastAPI) loads only when asked for."""
     if name in ("JobQueue", "JobCancelled", "QueueFull"):
-        from . import jobs
+        from sdenhance.server import jobs
 
         return getattr(jobs, name)
     if name in ("ServerSettings", "create_app"):
-        from . import app
+        from sdenhance.server import app
 
         return getattr(app, name)
     raise AttributeError(f"module 'sdenhance.server' has no attribute {name!r}")

@@ -19,11 +19,11 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
-from ..errors import SdenhanceError
-from . import a1111_map as amap
-from . import a1111_models as m
-from .jobs import TERMINAL, JobQueue
-from .specs import JobSpec
+from sdenhance.errors import SdenhanceError
+from sdenhance.server import a1111_map as amap
+from sdenhance.server import a1111_models as m
+from sdenhance.server.jobs import TERMINAL, JobQueue
+from sdenhance.server.specs import JobSpec
 
 router = APIRouter(prefix="/sdapi/v1", tags=["AUTOMATIC1111"])
 
@@ -36,7 +36,7 @@ def queue_of(request: Request) -> JobQueue:
 
 def model_spec(config: Any) -> str:
     """The base model the engine will load, by the engine's own precedence."""
-    from ..engine import DEFAULTS, user_defaults
+    from sdenhance.models.config import DEFAULTS, user_defaults
 
     return (
         getattr(config, "model", None)
@@ -82,7 +82,7 @@ async def _wait(queue: JobQueue, job_id: str) -> dict[str, Any]:
 
 def _encoded_result(queue: JobQueue, job_id: str) -> tuple[str, dict[str, Any]]:
     """The result file as base64 and its run record."""
-    from ..image import read_metadata
+    from sdenhance.io.load import read_metadata
 
     path = queue.result_path(job_id)
     data = path.read_bytes()
@@ -212,7 +212,7 @@ async def extra_batch_images(request: Request, req: m.ExtrasBatchImagesRequest) 
 
 
 def _png_info(queue: JobQueue, text: str) -> dict[str, Any]:
-    from ..image import read_metadata
+    from sdenhance.io.load import read_metadata
 
     spool = queue.spool_dir()
     try:
@@ -282,7 +282,7 @@ def interrupt(request: Request) -> None:
 
 @router.get("/samplers", response_model=list[m.SamplerItem])
 def samplers() -> list[dict[str, Any]]:
-    from ..engine import SCHEDULERS
+    from sdenhance.models.schedulers import SCHEDULERS
 
     return [
         {"name": a1111, "aliases": [ours], "options": {}}

@@ -18,12 +18,12 @@ from typing import Any
 
 from PIL import Image, ImageOps
 
-from ..errors import SdenhanceError
-from ..metadata import UPSCALER_NAMES
-from ..recipes import RecipeStep
-from ..upscalers import REGISTRY
-from .a1111_models import ExtrasBaseRequest, Img2ImgRequest
-from .specs import JobSpec, stage_steps
+from sdenhance.errors import SdenhanceError
+from sdenhance.io.infotext import UPSCALER_NAMES
+from sdenhance.recipes import RecipeStep
+from sdenhance.server.a1111_models import ExtrasBaseRequest, Img2ImgRequest
+from sdenhance.server.specs import JobSpec, stage_steps
+from sdenhance.upscalers.registry import REGISTRY
 
 # A1111 names of models we do not ship -> (our nearest, why it differs)
 _SUBSTITUTES = {
@@ -65,7 +65,7 @@ def resolve_upscaler(name: str | None, warnings: list[str]) -> str | None:
 
 def resolve_sampler(sampler: str | None, schedule: str | None, warnings: list[str]) -> str | None:
     """Our scheduler for A1111's `sampler_name` (+ the separate `scheduler` of A1111 ≥ 1.9)."""
-    from ..engine import SCHEDULERS
+    from sdenhance.models.schedulers import SCHEDULERS
 
     if not sampler:
         return None

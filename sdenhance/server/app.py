@@ -12,9 +12,9 @@ from typing import Any
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from ..errors import SdenhanceError
-from .jobs import JobQueue, QueueFull, UnknownJob
-from .security import BodyLimit, TokenAuth
+from sdenhance.errors import SdenhanceError
+from sdenhance.server.jobs import JobQueue, QueueFull, UnknownJob
+from sdenhance.server.security import BodyLimit, TokenAuth
 
 log = logging.getLogger("sdenhance")
 
@@ -46,8 +46,8 @@ def create_app(
     makes one from `settings` and `engine_config` and closes it at shutdown. `extra_routes`
     are routers to include, or callables given the app (to mount static files, say); the token
     and the body limit cover them too."""
-    from .. import __version__
-    from . import a1111, routes_v1
+    from sdenhance._version import __version__
+    from sdenhance.server import a1111, routes_v1
 
     owned = queue is None
     if queue is None:

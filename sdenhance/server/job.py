@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import SdenhanceError
-from .specs import JobSpec
+from sdenhance.errors import SdenhanceError
+from sdenhance.server.specs import JobSpec
 
 TERMINAL = frozenset({"done", "failed", "cancelled"})
 

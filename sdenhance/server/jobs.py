@@ -25,10 +25,10 @@ from typing import Any
 
 from PIL import Image
 
-from ..errors import SdenhanceError
-from .job import TERMINAL, Job, JobCancelled, QueueFull, UnknownJob
-from .runner import run_spec, safe_label
-from .specs import ROLES, JobSpec, check_seed, recipe_steps, stage_steps
+from sdenhance.errors import SdenhanceError
+from sdenhance.server.job import TERMINAL, Job, JobCancelled, QueueFull, UnknownJob
+from sdenhance.server.runner import run_spec, safe_label
+from sdenhance.server.specs import ROLES, JobSpec, check_seed, recipe_steps, stage_steps
 
 __all__ = ["TERMINAL", "Job", "JobCancelled", "JobQueue", "QueueFull", "UnknownJob"]
 
@@ -287,7 +287,7 @@ class JobQueue:
             self._run(job)
 
     def _run(self, job: Job) -> None:
-        from ..stages import Context
+        from sdenhance.stages import Context
 
         def progress(label: str, done: int, total: int) -> None:
             if job.cancel.is_set():

@@ -11,9 +11,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 
-from ..errors import SdenhanceError
-from .jobs import TERMINAL, JobQueue
-from .schemas import Health, JobCreated, JobStatus, NamedItem
+from sdenhance.errors import SdenhanceError
+from sdenhance.server.jobs import TERMINAL, JobQueue
+from sdenhance.server.schemas import Health, JobCreated, JobStatus, NamedItem
 
 router = APIRouter(prefix="/api/v1", tags=["sdenhance"])
 
@@ -151,7 +151,7 @@ async def job_events(request: Request, job_id: str) -> StreamingResponse:
 
 @router.get("/health", response_model=Health)
 def health(request: Request) -> dict[str, Any]:
-    from .. import __version__
+    from sdenhance._version import __version__
 
     queue = queue_of(request)
     model = getattr(queue.engine_config, "model", None)
@@ -167,7 +167,7 @@ def health(request: Request) -> dict[str, Any]:
 @router.get("/presets", response_model=list[NamedItem])
 def presets() -> list[dict[str, Any]]:
     """Presets by name (use one with the `preset` field of a stage job)."""
-    from ..presets import list_presets
+    from sdenhance.presets import list_presets
 
     return [
         {"name": p.name, "description": p.description, "source": source, "details": p.values()}
@@ -178,7 +178,7 @@ def presets() -> list[dict[str, Any]]:
 @router.get("/recipes", response_model=list[NamedItem])
 def recipes() -> list[dict[str, Any]]:
     """Recipes by name, with their steps and variables (set them with `set`)."""
-    from ..recipes import list_recipes
+    from sdenhance.recipes import list_recipes
 
     return [
         {
@@ -194,8 +194,8 @@ def recipes() -> list[dict[str, Any]]:
 @router.get("/upscalers", response_model=list[NamedItem])
 def upscalers() -> list[dict[str, Any]]:
     """Pre-upscalers by name (the `upscaler` option of `upscale` and `resize`)."""
-    from ..metadata import UPSCALER_NAMES
-    from ..upscalers import REGISTRY
+    from sdenhance.io.infotext import UPSCALER_NAMES
+    from sdenhance.upscalers.registry import REGISTRY
 
     return [
         {
@@ -215,7 +215,7 @@ def upscalers() -> list[dict[str, Any]]:
 @router.get("/schedulers", response_model=list[NamedItem])
 def schedulers() -> list[dict[str, Any]]:
     """Samplers by name (the `scheduler` option), with A1111's name for each."""
-    from ..engine import SCHEDULERS
+    from sdenhance.models.schedulers import SCHEDULERS
 
     return [
         {"name": name, "description": a1111, "details": {"a1111_name": a1111}}

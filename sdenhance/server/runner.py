@@ -16,17 +16,18 @@ from typing import TYPE_CHECKING
 
 from PIL import Image
 
-from ..api import apply_stage, join_alpha
-from ..errors import SdenhanceError
-from .specs import JobSpec, check_output_size
+from sdenhance.errors import SdenhanceError
+from sdenhance.io.convert import join_alpha
+from sdenhance.server.specs import JobSpec, check_output_size
+from sdenhance.stages import apply_stage
 
 if TYPE_CHECKING:
-    from ..stages import Context
+    from sdenhance.stages import Context
 
 
 def load_upload(path: Path, role: str) -> Image.Image:
     """An uploaded file as a PIL image (alpha joined back), errors naming `role`."""
-    from ..image import load_image
+    from sdenhance.io.load import load_image
 
     try:
         loaded = load_image(path)
@@ -63,7 +64,7 @@ def run_spec(
     `check_cancel()` raises when the job was cancelled; it is called before the work and
     again just before saving, and the context's progress callback calls it at every step.
     """
-    from ..image import save_image
+    from sdenhance.io.save import save_image
 
     # 1. Load the uploads and let the spec adjust them
     check_cancel()
@@ -78,7 +79,7 @@ def run_spec(
 
     # 3. Run the steps (a recipe through `run_recipe`, which records its name)
     if spec.recipe is not None:
-        from ..recipes import run_recipe
+        from sdenhance.recipes import run_recipe
 
         out = run_recipe(spec.recipe, image, ctx=ctx, steps=spec.steps)
     else:

@@ -13,7 +13,7 @@ import ipaddress
 import json
 from typing import Any
 
-from ..errors import SdenhanceError
+from sdenhance.errors import SdenhanceError
 
 LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
 

@@ -18,10 +18,9 @@ from typing import Any
 
 from PIL import Image
 
-from ..api import build_options
-from ..errors import SdenhanceError
-from ..recipes import Recipe, RecipeStep, load_recipe, parse_sets
-from ..stages import get_stage
+from sdenhance.errors import SdenhanceError
+from sdenhance.recipes import Recipe, RecipeStep, load_recipe, parse_sets
+from sdenhance.stages import build_options, get_stage
 
 ROLES = ("image", "mask", "reference", "original")
 """Upload roles: the input, and the extra images stages read from `ctx.images`."""
@@ -105,7 +104,7 @@ def stage_steps(
     values = dict(options or {})
     check_values(values)
     if preset:
-        from ..presets import load_preset
+        from sdenhance.presets import load_preset
 
         values = {**load_preset(check_name(preset, "preset")).defaults(stage), **values}
     steps = [RecipeStep(1, stage, build_options(stage, values))]

@@ -15,12 +15,15 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ..errors import SdenhanceError
+from sdenhance.errors import SdenhanceError
+from sdenhance.io.convert import join_alpha, split_alpha
+from sdenhance.options import from_mapping, to_dict
 
 if TYPE_CHECKING:
     from PIL import Image
 
-    from ..engine import Engine, EngineConfig
+    from sdenhance.models.config import EngineConfig
+    from sdenhance.models.engine import Engine
 
 # stage name -> module; modules import torch lazily so options can be checked before any load
 STAGES: dict[str, str] = {
@@ -80,7 +83,8 @@ class Context:
     @property
     def engine(self) -> Engine:
         if self._engine is None:
-            from ..engine import Engine, EngineConfig
+            from sdenhance.models.config import EngineConfig
+            from sdenhance.models.engine import Engine
 
             self._engine = Engine(self.engine_config or EngineConfig())
         return self._engine
@@ -91,3 +95,20 @@ class Context:
             self.seed = random.randrange(0, 2**32)
         self.record["seed"] = self.seed
         return self.seed
+
+
+def build_options(stage: str, values: dict[str, Any], *, where: str = "") -> Any:
+    """Validated options of `stage` from plain values (unknown keys are errors)."""
+    return from_mapping(get_stage(stage).Options, values, where=where or stage)
+
+
+def apply_stage(stage: str, image: Image.Image, opts: Any, ctx: Context) -> Image.Image:
+    """Run one stage with the image convention applied: alpha aside, then restored."""
+    module = get_stage(stage)
+    rgb, alpha = split_alpha(image)
+    ctx.images.setdefault("original", rgb)
+    if alpha is not None:
+        ctx.images.setdefault("alpha", alpha)
+    out = module.run(rgb, opts, ctx)
+    ctx.record.setdefault("steps", []).append({"stage": stage, "options": to_dict(opts)})
+    return join_alpha(out, alpha)

@@ -10,13 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..errors import SdenhanceError
-from ..options import option
+from sdenhance.errors import SdenhanceError
+from sdenhance.options import option
 
 if TYPE_CHECKING:
     from PIL import Image
 
-    from . import Context
+    from sdenhance.stages import Context
 
 
 @dataclass(frozen=True)
@@ -39,8 +39,8 @@ def run(image: Image.Image, opts: Options, ctx: Context) -> Image.Image:
 
     import numpy as np
 
-    from ..image import from_array, to_array
-    from ..ops.resize import resize
+    from sdenhance.io.convert import from_array, to_array
+    from sdenhance.ops.resize import resize
 
     base = to_array(original.convert("RGB"))
     if original.size != image.size:

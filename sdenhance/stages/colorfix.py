@@ -10,13 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..errors import SdenhanceError
-from ..options import option
+from sdenhance.errors import SdenhanceError
+from sdenhance.options import option
 
 if TYPE_CHECKING:
     from PIL import Image
 
-    from . import Context
+    from sdenhance.stages import Context
 
 # kept literal so options can be checked without importing the maths (== ops.color.METHODS)
 METHODS = ("wavelet", "lab", "hist", "adain", "none")
@@ -46,8 +46,8 @@ def run(image: Image.Image, opts: Options, ctx: Context) -> Image.Image:
     if reference is None:
         raise SdenhanceError("colorfix needs a reference image (`reference` or `original`)")
 
-    from ..image import from_array, to_array
-    from ..ops.color import color_transfer
+    from sdenhance.io.convert import from_array, to_array
+    from sdenhance.ops.color import color_transfer
 
     out = color_transfer(
         to_array(image.convert("RGB")),

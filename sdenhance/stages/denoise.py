@@ -11,13 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..options import option
+from sdenhance.options import option
 
 if TYPE_CHECKING:
     import numpy as np
     from PIL import Image
 
-    from . import Context
+    from sdenhance.stages import Context
 
 METHODS = ("nlmeans", "bilateral")
 H_PER_STRENGTH = 20.0

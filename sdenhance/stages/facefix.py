@@ -27,13 +27,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..engine import DEFAULT_SCHEDULER, SCHEDULERS
-from ..errors import SdenhanceError
-from ..ops import faces
-from ..ops.masks import composite_exact, crop
-from ..options import option
-from ..stages import Context
-from . import inpaint
+from sdenhance.detectors import faces as detectors
+from sdenhance.errors import SdenhanceError
+from sdenhance.models.schedulers import DEFAULT_SCHEDULER, SCHEDULERS
+from sdenhance.ops import faces
+from sdenhance.ops.crops import composite_exact, crop
+from sdenhance.options import option
+from sdenhance.stages import Context, inpaint
 
 DEFAULT_PROMPT = "a detailed photo of a face, natural skin texture, sharp eyes"
 DEFAULT_NEGATIVE = (
@@ -123,9 +123,9 @@ class Options:
 def check_detector(spec: str) -> None:
     """`spec` names a registered detector or an existing .onnx file (loaded only when run)."""
     path = Path(spec)
-    if spec in faces.DETECTORS or (path.suffix.lower() == ".onnx" and path.is_file()):
+    if spec in detectors.DETECTORS or (path.suffix.lower() == ".onnx" and path.is_file()):
         return
-    faces.get_detector(spec)  # raises the error that names what is wrong
+    detectors.get_detector(spec)  # raises the error that names what is wrong
 
 
 def face_strength(strength: float, face: faces.Face, native: int) -> float:
@@ -151,11 +151,11 @@ def run(image: Image.Image, opts: Options, ctx: Context) -> Image.Image:
     """Repaint each detected face of an RGB image; pixels outside the face masks stay exact."""
     # 1. Detect faces; none (or nothing to change) is not an error
     original = np.asarray(image.convert("RGB"), dtype=np.uint8)
-    found = faces.detect_faces(
+    found = detectors.detect_faces(
         original,
         min_size=opts.min_face,
         max_faces=opts.max_faces,
-        detector=faces.get_detector(opts.detector),
+        detector=detectors.get_detector(opts.detector),
     )
     ctx.record["faces"] = [{"box": list(f.box), "score": round(f.score, 4)} for f in found]
     if not found:

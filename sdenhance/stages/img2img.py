@@ -8,9 +8,10 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from ..engine import DEFAULT_SCHEDULER, SCHEDULERS, warn_long_prompts
-from ..options import option
-from ..stages import Context
+from sdenhance.models.engine import warn_long_prompts
+from sdenhance.models.schedulers import DEFAULT_SCHEDULER, SCHEDULERS
+from sdenhance.options import option
+from sdenhance.stages import Context
 
 DEFAULT_NEGATIVE = "blurry, lowres, jpeg artifacts, noise, oversmoothed, watermark, text"
 
@@ -19,9 +20,15 @@ DEFAULT_NEGATIVE = "blurry, lowres, jpeg artifacts, noise, oversmoothed, waterma
 class Options:
     prompt: str = option("", "What the image shows; guides the new detail.")
     negative_prompt: str = option(DEFAULT_NEGATIVE, "What to steer away from.")
-    strength: float = option(0.4, "How much to change: 0 keeps the image, 1 repaints it fully.", ge=0.0, le=1.0)
-    steps: int = option(20, "Sampler steps of the full schedule (strength × steps run).", ge=1, le=500)
-    guidance: float = option(6.0, "Classifier-free guidance scale (1 disables it).", ge=0.0, le=30.0)
+    strength: float = option(
+        0.4, "How much to change: 0 keeps the image, 1 repaints it fully.", ge=0.0, le=1.0
+    )
+    steps: int = option(
+        20, "Sampler steps of the full schedule (strength × steps run).", ge=1, le=500
+    )
+    guidance: float = option(
+        6.0, "Classifier-free guidance scale (1 disables it).", ge=0.0, le=30.0
+    )
     scheduler: str = option(DEFAULT_SCHEDULER, "Sampler.", choices=tuple(SCHEDULERS))
 
 
@@ -73,5 +80,7 @@ def run(image: Image.Image, opts: Options, ctx: Context) -> Image.Image:
         output_type="pil",
     ).images[0]
     # 5. crop the padding away and record what ran
-    ctx.record.update(prompt=opts.prompt, negative_prompt=opts.negative_prompt, models=engine.describe())
+    ctx.record.update(
+        prompt=opts.prompt, negative_prompt=opts.negative_prompt, models=engine.describe()
+    )
     return out.crop((0, 0, w, h)) if out.size != (w, h) else out

@@ -18,22 +18,15 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from ..engine import DEFAULT_SCHEDULER, SCHEDULERS, warn_long_prompts
-from ..errors import SdenhanceError
-from ..ops.color import color_transfer
-from ..ops.masks import (
-    Box,
-    check_mask,
-    composite_exact,
-    crop,
-    crop_groups,
-    feather,
-    grow,
-    mask_from_image,
-)
-from ..options import option
-from ..stages import Context
-from .img2img import DEFAULT_NEGATIVE, effective_steps, pad_to_multiple
+from sdenhance.errors import SdenhanceError
+from sdenhance.models.engine import warn_long_prompts
+from sdenhance.models.schedulers import DEFAULT_SCHEDULER, SCHEDULERS
+from sdenhance.ops.color import color_transfer
+from sdenhance.ops.crops import composite_exact, crop, crop_groups
+from sdenhance.ops.masks import Box, check_mask, feather, grow, mask_from_image
+from sdenhance.options import option
+from sdenhance.stages import Context
+from sdenhance.stages.img2img import DEFAULT_NEGATIVE, effective_steps, pad_to_multiple
 
 AREAS = ("masked", "whole")
 FILLS = ("original", "blur", "telea", "noise")
@@ -168,7 +161,7 @@ def initial_fill(
     if fill == "blur" or (fill == "telea" and not np.any(region == 0)):
         return blur_fill(rgb, region)  # Telea needs surroundings; a full mask has none
     if fill == "telea":
-        from .remove import fill_region
+        from sdenhance.stages.remove import fill_region
 
         return fill_region(rgb, region, method="telea", radius=5)
     if seed is None:

@@ -15,9 +15,10 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from ..errors import SdenhanceError
-from ..ops.masks import check_mask, composite_exact, feather, grow, mask_from_image
-from ..options import option
+from sdenhance.errors import SdenhanceError
+from sdenhance.ops.crops import composite_exact
+from sdenhance.ops.masks import check_mask, feather, grow, mask_from_image
+from sdenhance.options import option
 
 METHODS = {"telea": cv2.INPAINT_TELEA, "ns": cv2.INPAINT_NS}
 
@@ -79,10 +80,10 @@ class Options:
 
 def inpaint_options(opts: Options) -> Any:
     """The inpaint stage's options for the refinement of a fill already in the image."""
-    from ..api import build_options
+    from sdenhance.stages import build_options
 
     try:
-        from . import get_stage
+        from sdenhance.stages import get_stage
 
         get_stage("inpaint")
     except ModuleNotFoundError as exc:
@@ -157,7 +158,7 @@ def run(image: Image.Image, opts: Options, ctx: Any) -> Image.Image:
         return Image.fromarray(filled, "RGB")
 
     # 4. Refine the fill with the inpaint stage, blended in by a ramp inside the region
-    from . import get_stage
+    from sdenhance.stages import get_stage
 
     user_mask = ctx.images["mask"]
     ctx.images["mask"] = Image.fromarray((region * 255).astype(np.uint8), "L")

@@ -11,13 +11,14 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..options import option
-from ..upscalers import upscale, upscaler_names
+from sdenhance.options import option
+from sdenhance.upscalers.registry import upscaler_names
+from sdenhance.upscalers.upscale import upscale
 
 if TYPE_CHECKING:
     from PIL import Image
 
-    from . import Context
+    from sdenhance.stages import Context
 
 
 @dataclass(frozen=True)

@@ -20,22 +20,17 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image
 
-from ..engine import DEFAULT_SCHEDULER, SCHEDULERS, warn_long_prompts
-from ..errors import SdenhanceError
-from ..image import from_array, to_array
-from ..ops import tiling
-from ..ops.color import METHODS as COLOR_METHODS
-from ..options import option
-from ..stages import Context
-from ..tiled_diffusion import (
-    LATENT_FACTOR,
-    PredictFn,
-    tiled_denoise,
-    vae_decode,
-    vae_encode,
-    vae_tiling,
-)
-from .img2img import DEFAULT_NEGATIVE, effective_steps
+from sdenhance.diffusion.tiled_denoise import LATENT_FACTOR, PredictFn, tiled_denoise
+from sdenhance.diffusion.tiled_vae import vae_decode, vae_encode, vae_tiling
+from sdenhance.errors import SdenhanceError
+from sdenhance.io.convert import from_array, to_array
+from sdenhance.models.engine import warn_long_prompts
+from sdenhance.models.schedulers import DEFAULT_SCHEDULER, SCHEDULERS
+from sdenhance.ops import tiling
+from sdenhance.ops.color import METHODS as COLOR_METHODS
+from sdenhance.options import option
+from sdenhance.stages import Context
+from sdenhance.stages.img2img import DEFAULT_NEGATIVE, effective_steps
 
 if TYPE_CHECKING:
     import torch
@@ -47,28 +42,76 @@ MAX_OUTPUT_PIXELS = 400_000_000  # 20000×20000: beyond this, memory for the buf
 
 @dataclass(frozen=True)
 class Options:
-    scale: float = option(2.0, "Upscale factor (≥ 1); ignored when width/height are given.", ge=1.0, le=32.0)
-    width: int | None = option(None, "Exact output width in px (height follows the aspect unless given).", ge=1)
-    height: int | None = option(None, "Exact output height in px (width follows the aspect unless given).", ge=1)
+    scale: float = option(
+        2.0, "Upscale factor (≥ 1); ignored when width/height are given.", ge=1.0, le=32.0
+    )
+    width: int | None = option(
+        None, "Exact output width in px (height follows the aspect unless given).", ge=1
+    )
+    height: int | None = option(
+        None, "Exact output height in px (width follows the aspect unless given).", ge=1
+    )
     prompt: str = option("", "What the image shows; guides the new detail in every tile.")
     negative_prompt: str = option(DEFAULT_NEGATIVE, "What to steer away from.")
-    creativity: float = option(0.35, "Denoising strength: 0 = pre-upscaler only; portraits 0.2–0.4, landscapes 0.5–0.7.", ge=0.0, le=1.0)
-    resemblance: float = option(0.6, "ControlNet-tile conditioning scale: higher keeps closer to the input.", ge=0.0, le=2.0)
-    steps: int = option(20, "Sampler steps of the full schedule (creativity × steps run).", ge=1, le=500)
-    guidance: float = option(6.0, "Classifier-free guidance scale (1 disables it).", ge=0.0, le=30.0)
+    creativity: float = option(
+        0.35,
+        "Denoising strength: 0 = pre-upscaler only; portraits 0.2–0.4, landscapes 0.5–0.7.",
+        ge=0.0,
+        le=1.0,
+    )
+    resemblance: float = option(
+        0.6, "ControlNet-tile conditioning scale: higher keeps closer to the input.", ge=0.0, le=2.0
+    )
+    steps: int = option(
+        20, "Sampler steps of the full schedule (creativity × steps run).", ge=1, le=500
+    )
+    guidance: float = option(
+        6.0, "Classifier-free guidance scale (1 disables it).", ge=0.0, le=30.0
+    )
     scheduler: str = option(DEFAULT_SCHEDULER, "Sampler.", choices=tuple(SCHEDULERS))
-    upscaler: str = option("realesrgan-x4plus", "Pre-upscaler: realesrgan-x4plus, realesrgan-x4plus-anime, lanczos, bicubic or a model path.")
-    tile: int | None = option(None, "Largest tile in output px, a multiple of 8 and ≥ 64; default: the model's native size (512 SD 1.5, 1024 SDXL).", ge=64, multiple_of=8)
-    overlap: int = option(64, "Minimum tile overlap in output px, a multiple of 8, smaller than the tile.", ge=0, multiple_of=8)
-    tile_batch: int = option(4, "Tiles per model call (more is faster on a GPU, uses more memory).", ge=1, le=64)
-    vae_tile: int = option(512, "VAE tile in output px (a multiple of 64); smaller uses less memory.", ge=128, multiple_of=64)
-    color_fix: str = option("wavelet", "Colour fix against the pre-upscale: wavelet, lab, hist, adain or none.", choices=tuple(COLOR_METHODS))
-    blend: float = option(1.0, "Opacity of the generated result over the pre-upscale (lower restores texture, cures plastic skin).", ge=0.0, le=1.0)
+    upscaler: str = option(
+        "realesrgan-x4plus",
+        "Pre-upscaler: realesrgan-x4plus, realesrgan-x4plus-anime, lanczos, bicubic or a model path.",
+    )
+    tile: int | None = option(
+        None,
+        "Largest tile in output px, a multiple of 8 and ≥ 64; default: the model's native size (512 SD 1.5, 1024 SDXL).",
+        ge=64,
+        multiple_of=8,
+    )
+    overlap: int = option(
+        64,
+        "Minimum tile overlap in output px, a multiple of 8, smaller than the tile.",
+        ge=0,
+        multiple_of=8,
+    )
+    tile_batch: int = option(
+        4, "Tiles per model call (more is faster on a GPU, uses more memory).", ge=1, le=64
+    )
+    vae_tile: int = option(
+        512,
+        "VAE tile in output px (a multiple of 64); smaller uses less memory.",
+        ge=128,
+        multiple_of=64,
+    )
+    color_fix: str = option(
+        "wavelet",
+        "Colour fix against the pre-upscale: wavelet, lab, hist, adain or none.",
+        choices=tuple(COLOR_METHODS),
+    )
+    blend: float = option(
+        1.0,
+        "Opacity of the generated result over the pre-upscale (lower restores texture, cures plastic skin).",
+        ge=0.0,
+        le=1.0,
+    )
 
     def check(self) -> None:
         tile = self.tile or 512
         if self.overlap >= tile:
-            raise SdenhanceError(f"`overlap` must be smaller than `tile` ({tile}); got {self.overlap}")
+            raise SdenhanceError(
+                f"`overlap` must be smaller than `tile` ({tile}); got {self.overlap}"
+            )
 
 
 def target_size(size: tuple[int, int], opts: Options) -> tuple[int, int]:
@@ -87,7 +130,9 @@ def target_size(size: tuple[int, int], opts: Options) -> tuple[int, int]:
             f"output {out[0]}×{out[1]} is over the limit of {MAX_OUTPUT_PIXELS // 1_000_000} MP; use a smaller scale"
         )
     if out[0] < w or out[1] < h:
-        raise SdenhanceError(f"output {out[0]}×{out[1]} is smaller than the input {w}×{h}; upscale only grows images")
+        raise SdenhanceError(
+            f"output {out[0]}×{out[1]} is smaller than the input {w}×{h}; upscale only grows images"
+        )
     return out
 
 
@@ -145,8 +190,11 @@ def _conditioning(engine: Any, opts: Options, guidance: bool) -> dict[str, Any]:
     device = engine.device
     if engine.family == "sdxl":
         pe, npe, pooled, npooled = pipe.encode_prompt(
-            prompt=opts.prompt, device=device, num_images_per_prompt=1,
-            do_classifier_free_guidance=guidance, negative_prompt=opts.negative_prompt or None,
+            prompt=opts.prompt,
+            device=device,
+            num_images_per_prompt=1,
+            do_classifier_free_guidance=guidance,
+            negative_prompt=opts.negative_prompt or None,
         )
         if guidance:
             pe, pooled = torch.cat([npe, pe]), torch.cat([npooled, pooled])
@@ -155,7 +203,9 @@ def _conditioning(engine: Any, opts: Options, guidance: bool) -> dict[str, Any]:
     return {"prompt_embeds": torch.cat([npe, pe]) if guidance else pe}
 
 
-def _make_predict(engine: Any, opts: Options, control: np.ndarray, cond: dict[str, Any]) -> PredictFn:
+def _make_predict(
+    engine: Any, opts: Options, control: np.ndarray, cond: dict[str, Any]
+) -> PredictFn:
     """The model call for a batch of latent tiles: ControlNet-tile + UNet with CFG."""
     import torch
 
@@ -182,12 +232,22 @@ def _make_predict(engine: Any, opts: Options, control: np.ndarray, cond: dict[st
             }
         with torch.no_grad():
             down, mid = controlnet(
-                x, t, encoder_hidden_states=emb, controlnet_cond=ctrl_t,
-                conditioning_scale=opts.resemblance, return_dict=False, **kwargs,
+                x,
+                t,
+                encoder_hidden_states=emb,
+                controlnet_cond=ctrl_t,
+                conditioning_scale=opts.resemblance,
+                return_dict=False,
+                **kwargs,
             )
             eps = unet(
-                x, t, encoder_hidden_states=emb, down_block_additional_residuals=down,
-                mid_block_additional_residual=mid, return_dict=False, **kwargs,
+                x,
+                t,
+                encoder_hidden_states=emb,
+                down_block_additional_residuals=down,
+                mid_block_additional_residual=mid,
+                return_dict=False,
+                **kwargs,
             )[0]
         if guidance:
             uncond, text = eps.chunk(2)
@@ -197,11 +257,15 @@ def _make_predict(engine: Any, opts: Options, control: np.ndarray, cond: dict[st
     return predict
 
 
-def pre_upscale(image: Image.Image, size: tuple[int, int], opts: Options, ctx: Context) -> Image.Image:
-    from .. import upscalers
+def pre_upscale(
+    image: Image.Image, size: tuple[int, int], opts: Options, ctx: Context
+) -> Image.Image:
+    from sdenhance.upscalers import upscale as upscalers
 
     return upscalers.upscale(
-        image, size=size, upscaler=opts.upscaler,
+        image,
+        size=size,
+        upscaler=opts.upscaler,
         progress=lambda label, done, total: ctx.progress(f"pre-upscale {label}", done, total),
     )
 
@@ -248,7 +312,9 @@ def _is_oom(exc: BaseException) -> bool:
     if isinstance(exc, (torch.OutOfMemoryError, MemoryError)):
         return True
     text = str(exc).lower()
-    return isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
+    return isinstance(exc, RuntimeError) and (
+        "out of memory" in text or "can't allocate memory" in text
+    )
 
 
 def memory_fallbacks(opts: Options, native: int) -> list[Options]:
@@ -265,7 +331,9 @@ def memory_fallbacks(opts: Options, native: int) -> list[Options]:
     while tile > 256:
         tile = max(256, tile // 2 // 8 * 8)
         overlap = min(opts.overlap, tile // 4 // 8 * 8)
-        tries.append(dataclasses.replace(opts, tile_batch=1, tile=tile, overlap=overlap, vae_tile=256))
+        tries.append(
+            dataclasses.replace(opts, tile_batch=1, tile=tile, overlap=overlap, vae_tile=256)
+        )
     return tries
 
 
@@ -273,11 +341,13 @@ def memory_fallbacks(opts: Options, native: int) -> list[Options]:
 # the stage
 
 
-def generate(size_in: tuple[int, int], up_arr: np.ndarray, opts: Options, ctx: Context) -> tuple[np.ndarray, Plan]:
+def generate(
+    size_in: tuple[int, int], up_arr: np.ndarray, opts: Options, ctx: Context
+) -> tuple[np.ndarray, Plan]:
     """Encode, denoise in tiles and decode the pre-upscaled image (H, W, 3) -> same size."""
     import torch
 
-    from ..engine import make_scheduler
+    from sdenhance.models.schedulers import make_scheduler
 
     engine = ctx.engine
     work = plan(size_in, opts, engine.native_resolution)
@@ -286,12 +356,16 @@ def generate(size_in: tuple[int, int], up_arr: np.ndarray, opts: Options, ctx: C
 
     # pad to the latent grid, encode the whole canvas with the tiled VAE
     cw, ch = work.canvas
-    canvas = np.pad(up_arr, ((0, ch - up_arr.shape[0]), (0, cw - up_arr.shape[1]), (0, 0)), mode="edge")
+    canvas = np.pad(
+        up_arr, ((0, ch - up_arr.shape[0]), (0, cw - up_arr.shape[1]), (0, 0)), mode="edge"
+    )
     engine.controlnet  # noqa: B018  first: a ControlNet of the wrong family fails before the base loads
     vae = engine.base.vae
     vae_tile, vae_overlap = vae_tiling(opts.vae_tile, (cw, ch))
     ctx.progress("encode", 0, 1)
-    init = vae_encode(vae, canvas, tile=vae_tile, overlap=vae_overlap, device=engine.device, dtype=engine.dtype)
+    init = vae_encode(
+        vae, canvas, tile=vae_tile, overlap=vae_overlap, device=engine.device, dtype=engine.dtype
+    )
 
     # schedule and noise: img2img starts part-way down the schedule
     scheduler = make_scheduler(opts.scheduler, engine.base.scheduler.config)
@@ -310,12 +384,25 @@ def generate(size_in: tuple[int, int], up_arr: np.ndarray, opts: Options, ctx: C
     predict = _make_predict(engine, opts, canvas, cond)
     n_tiles = len(work.tiles)
     latents = tiled_denoise(
-        latents, scheduler, timesteps, work.tiles, opts.overlap // LATENT_FACTOR, predict,
-        batch=opts.tile_batch, generator=generator,
+        latents,
+        scheduler,
+        timesteps,
+        work.tiles,
+        opts.overlap // LATENT_FACTOR,
+        predict,
+        batch=opts.tile_batch,
+        generator=generator,
         progress=lambda done, total: ctx.progress(f"denoise ({n_tiles} tiles)", done, total),
     )
     ctx.progress("decode", 0, 1)
-    out = vae_decode(vae, latents.cpu(), tile=vae_tile, overlap=vae_overlap, device=engine.device, dtype=engine.dtype)
+    out = vae_decode(
+        vae,
+        latents.cpu(),
+        tile=vae_tile,
+        overlap=vae_overlap,
+        device=engine.device,
+        dtype=engine.dtype,
+    )
     return out[: up_arr.shape[0], : up_arr.shape[1]], work
 
 
@@ -350,23 +437,33 @@ def run(image: Image.Image, opts: Options, ctx: Context) -> Image.Image:
             nxt = tries[n + 1]
             log.warning(
                 "out of memory; retrying with --tile-batch %d --tile %s --vae-tile %d",
-                nxt.tile_batch, nxt.tile or engine.native_resolution, nxt.vae_tile,
+                nxt.tile_batch,
+                nxt.tile or engine.native_resolution,
+                nxt.vae_tile,
             )
 
     # 4. colour-fix against the pre-upscale, blend
     if opts.color_fix != "none":
-        from ..ops.color import color_transfer
+        from sdenhance.ops.color import color_transfer
 
         out = color_transfer(out, up_arr, opts.color_fix)
     if opts.blend < 1.0:
         out = opts.blend * out + (1.0 - opts.blend) * up_arr
     ctx.record.update(
-        prompt=opts.prompt, negative_prompt=opts.negative_prompt, models=engine.describe(),
-        size_in=list(image.size), size_out=list(size_out), tiles=len(work.tiles),
+        prompt=opts.prompt,
+        negative_prompt=opts.negative_prompt,
+        models=engine.describe(),
+        size_in=list(image.size),
+        size_out=list(size_out),
+        tiles=len(work.tiles),
         seconds=round(time.perf_counter() - started, 2),
     )
     if attempt is not opts:
-        ctx.record["memory_fallback"] = {"tile_batch": attempt.tile_batch, "tile": attempt.tile, "vae_tile": attempt.vae_tile}
+        ctx.record["memory_fallback"] = {
+            "tile_batch": attempt.tile_batch,
+            "tile": attempt.tile,
+            "vae_tile": attempt.vae_tile,
+        }
     return from_array(out)
 
 

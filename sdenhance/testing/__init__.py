@@ -19,9 +19,30 @@ from typing import Any
 # A byte-level BPE vocabulary for CLIPTokenizer, written locally: the 256 byte symbols, their
 # end-of-word forms, a few merges and the two special tokens. Enough to tokenise any prompt.
 _MERGES = [
-    "t h", "th e</w>", "a n", "an d</w>", "i n", "o n", "e r", "a r", "o r", "e n",
-    "p h", "ph o", "pho t", "phot o</w>", "s h", "d e", "t a", "ta i",
-    "tai l</w>", "c a", "ca t</w>", "f a", "fa c", "fac e</w>",
+    "t h",
+    "th e</w>",
+    "a n",
+    "an d</w>",
+    "i n",
+    "o n",
+    "e r",
+    "a r",
+    "o r",
+    "e n",
+    "p h",
+    "ph o",
+    "pho t",
+    "phot o</w>",
+    "s h",
+    "d e",
+    "t a",
+    "ta i",
+    "tai l</w>",
+    "c a",
+    "ca t</w>",
+    "f a",
+    "fa c",
+    "fac e</w>",
 ]
 
 
@@ -142,7 +163,9 @@ def _unet_kwargs(family: str) -> dict[str, Any]:
     return common
 
 
-def build_components(family: str = "sd15", *, inpaint: bool = False, seed: int = 0) -> dict[str, Any]:
+def build_components(
+    family: str = "sd15", *, inpaint: bool = False, seed: int = 0
+) -> dict[str, Any]:
     """Random-weight pipeline components (seeded, so builds are reproducible)."""
     import tempfile
 
@@ -171,7 +194,12 @@ def build_components(family: str = "sd15", *, inpaint: bool = False, seed: int =
         tokenizer = CLIPTokenizer.from_pretrained(tmp)
         tokenizer_2 = CLIPTokenizer.from_pretrained(tmp) if family == "sdxl" else None
     torch.manual_seed(seed + 2)
-    components: dict[str, Any] = {"unet": unet, "vae": vae, "scheduler": scheduler, "tokenizer": tokenizer}
+    components: dict[str, Any] = {
+        "unet": unet,
+        "vae": vae,
+        "scheduler": scheduler,
+        "tokenizer": tokenizer,
+    }
     if family == "sdxl":
         components["text_encoder"] = CLIPTextModel(_text_config())
         torch.manual_seed(seed + 3)
@@ -224,7 +252,9 @@ def build_pipeline(family: str = "sd15", *, inpaint: bool = False, seed: int = 0
     return cls(**components, requires_safety_checker=False)
 
 
-def save_folder(folder: str | Path, family: str = "sd15", *, inpaint: bool = False, seed: int = 0) -> Path:
+def save_folder(
+    folder: str | Path, family: str = "sd15", *, inpaint: bool = False, seed: int = 0
+) -> Path:
     """A diffusers folder (model_index.json + component subfolders, safetensors weights)."""
     folder = Path(folder)
     pipe = build_pipeline(family, inpaint=inpaint, seed=seed)
@@ -257,15 +287,19 @@ def save_hub_cache(
     return snapshot
 
 
-def save_single_file(path: str | Path, family: str = "sd15", *, inpaint: bool = False, seed: int = 0) -> Path:
+def save_single_file(
+    path: str | Path, family: str = "sd15", *, inpaint: bool = False, seed: int = 0
+) -> Path:
     """One `.safetensors` in the original (A1111/Civitai) key layout."""
-    from .checkpoints import save_original_checkpoint
+    from sdenhance.testing.ldm_layout import save_original_checkpoint
 
     pipe = build_pipeline(family, inpaint=inpaint, seed=seed)
     return save_original_checkpoint(pipe, Path(path))
 
 
-def tiny_model(folder: str | Path, family: str = "sd15", layout: str = "folder", *, inpaint: bool = False) -> Path:
+def tiny_model(
+    folder: str | Path, family: str = "sd15", layout: str = "folder", *, inpaint: bool = False
+) -> Path:
     """Write a tiny model in `layout` (folder | hub | single-file); returns what `--model` takes."""
     folder = Path(folder)
     if layout == "folder":
@@ -281,7 +315,7 @@ def tiny_model(folder: str | Path, family: str = "sd15", layout: str = "folder",
     raise ValueError(f"layout must be folder, hub or single-file, got {layout!r}")
 
 
-def _main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m sdenhance.testing")
     sub = parser.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("tiny-model", help="write a tiny random-weight model")
@@ -289,7 +323,9 @@ def _main(argv: list[str] | None = None) -> None:
     p.add_argument("--family", choices=["sd15", "sdxl"], default="sd15")
     p.add_argument("--layout", choices=["folder", "hub", "single-file"], default="folder")
     p.add_argument("--inpaint", action="store_true")
-    p.add_argument("--controlnet", action="store_true", help="also write a tile ControlNet in DIR/controlnet")
+    p.add_argument(
+        "--controlnet", action="store_true", help="also write a tile ControlNet in DIR/controlnet"
+    )
     args = parser.parse_args(argv)
     out = tiny_model(args.dir, args.family, args.layout, inpaint=args.inpaint)
     if args.controlnet:
@@ -297,7 +333,3 @@ def _main(argv: list[str] | None = None) -> None:
     import sys
 
     sys.stdout.write(f"{out}\n")
-
-
-if __name__ == "__main__":
-    _main()

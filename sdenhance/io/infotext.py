@@ -1,0 +1,304 @@
+"""AUTOMATIC1111 infotext: written from our run record so other tools show the settings; parsed back."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+SAMPLER_NAMES = {
+    "dpmpp-2m-karras": "DPM++ 2M Karras",
+    "dpmpp-2m": "DPM++ 2M",
+    "dpmpp-sde-karras": "DPM++ SDE Karras",
+    "euler": "Euler",
+    "euler-a": "Euler a",
+    "ddim": "DDIM",
+    "unipc": "UniPC",
+    "lms": "LMS",
+    "heun": "Heun",
+    "pndm": "PLMS",
+}
+
+
+UPSCALER_NAMES = {
+    "realesrgan-x4plus": "R-ESRGAN 4x+",
+    "realesrgan-x4plus-anime": "R-ESRGAN 4x+ Anime6B",
+    "lanczos": "Lanczos",
+    "bicubic": "Bicubic",
+}
+
+
+# option -> A1111 key; options not listed become "Option name: value" pairs
+_OPTION_KEYS = {
+    "steps": "Steps",
+    "scheduler": "Sampler",
+    "guidance": "CFG scale",
+    "strength": "Denoising strength",
+    "creativity": "Denoising strength",
+    "scale": "Hires upscale",
+    "upscaler": "Hires upscaler",
+}
+
+
+_NOT_PARAMS = {"prompt", "negative_prompt", "seed", "resemblance", "width", "height"}
+
+
+# stages whose options describe a diffusion run (denoise's `strength` is not a denoising strength)
+_DIFFUSION_STAGES = {"upscale", "img2img", "inpaint", "facefix", "remove"}
+
+
+_KNOWN_FIRST_KEYS = {
+    "Steps",
+    "Size",
+    "Seed",
+    "Sampler",
+    "Model",
+    "Version",
+    "Postprocess upscale by",
+}
+
+
+_CHECKPOINT_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin", ".gguf")
+
+
+def infotext_fields(
+    record: Mapping[str, Any], *, size: tuple[int, int] | None = None
+) -> dict[str, str]:
+    """The infotext of a run record as ordered A1111 fields, every value a string.
+
+    "Prompt" and "Negative prompt" come first, then the parameters line. The diffusion step
+    that ran last supplies Steps, Sampler, CFG scale and Denoising strength; its other scalar
+    options follow as "Option name: value"; the full record stays in the `sdenhance` JSON.
+    """
+    steps = [s for s in record.get("steps") or [] if isinstance(s, Mapping)]
+    main = next((s for s in reversed(steps) if s.get("stage") in _DIFFUSION_STAGES), {})
+    options: Mapping[str, Any] = main.get("options") or {}
+    models: Mapping[str, Any] = record.get("models") or {}
+    fields: dict[str, str] = {
+        "Prompt": _clean_prompt(record_text(record, "prompt")),
+        "Negative prompt": _clean_prompt(record_text(record, "negative_prompt")),
+    }
+
+    def put(key: str, value: Any) -> None:
+        text = _format_value(value)
+        if text is not None and key not in fields:
+            fields[key] = text
+
+    put("Steps", options.get("steps"))
+    scheduler = options.get("scheduler")
+    put(
+        "Sampler",
+        SAMPLER_NAMES.get(scheduler, scheduler) if isinstance(scheduler, str) else scheduler,
+    )
+    put("CFG scale", options.get("guidance"))
+    put("Seed", record.get("seed", options.get("seed")))
+    if (
+        size is None
+        and isinstance(record.get("size_out"), (list, tuple))
+        and len(record["size_out"]) == 2
+    ):
+        size = tuple(record["size_out"])
+    if size is not None:
+        put("Size", f"{size[0]}x{size[1]}")
+    put("Model hash", models.get("model_hash"))
+    put("Model", _model_name(models.get("model")))
+    put("VAE hash", models.get("vae_hash"))
+    put("VAE", _model_name(models.get("vae")))
+    put("Denoising strength", options.get("strength", options.get("creativity")))
+    controlnet = _model_name(models.get("controlnet"))
+    if controlnet is not None or options.get("resemblance") is not None:
+        parts = []
+        if controlnet is not None:
+            cn_hash = models.get("controlnet_hash")
+            parts.append(f"Model: {controlnet}" + (f" [{cn_hash}]" if cn_hash else ""))
+        if options.get("resemblance") is not None:
+            parts.append(f"Weight: {_format_value(options['resemblance'])}")
+        put("ControlNet 0", ", ".join(parts))
+    put("Hires upscale", options.get("scale"))
+    if options.get("width") is not None and options.get("height") is not None:
+        put("Hires resize", f"{options['width']}x{options['height']}")
+    upscaler = options.get("upscaler")
+    put("Hires upscaler", UPSCALER_NAMES.get(upscaler) or _model_name(upscaler))
+    for name, value in options.items():
+        if name not in _OPTION_KEYS and name not in _NOT_PARAMS:
+            put(_label(name), value)
+    for name, value in models.items():
+        if name not in ("model", "model_hash", "vae", "vae_hash", "controlnet", "controlnet_hash"):
+            put(_label(name), _model_name(value) if isinstance(value, str) else value)
+    if steps:
+        put("Stages", " > ".join(str(s.get("stage", "?")) for s in steps))
+    size_in = record.get("size_in")
+    if isinstance(size_in, (list, tuple)) and len(size_in) == 2:
+        put("Original size", f"{size_in[0]}x{size_in[1]}")
+    put("Version", f"sdenhance {record.get('version') or _version()}")
+    return fields
+
+
+def format_infotext(record: Mapping[str, Any], *, size: tuple[int, int] | None = None) -> str:
+    """A run record as AUTOMATIC1111 infotext: prompt lines, "Negative prompt: ..." and one
+    "Key: value, ..." line, values with `,` `:` or newlines JSON-quoted as A1111 does."""
+    fields = infotext_fields(record, size=size)
+    prompt = fields.pop("Prompt")
+    negative = fields.pop("Negative prompt")
+    lines = [prompt] if prompt else []
+    if negative:
+        lines.append(f"Negative prompt: {negative}")
+    lines.append(", ".join(f"{key}: {_quote(value)}" for key, value in fields.items()))
+    return "\n".join(lines)
+
+
+def parse_infotext(text: str) -> dict[str, str]:
+    """Parse A1111 infotext into {"Prompt", "Negative prompt", key: value...}, values as text.
+
+    Follows A1111's reader: the last line holds the parameters when it has at least three
+    `Key: value` pairs (or starts with a well-known key); earlier lines are the prompt until a
+    line starting "Negative prompt:"; quoted values are JSON-unquoted. Sizes stay "WxH" and no
+    defaults are filled in. A value that is a JSON object or list is kept whole as text.
+    """
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").strip().split("\n")
+    pairs = _scan_pairs(lines[-1])
+    first_key = pairs[0][0] if pairs else None
+    if len(pairs) >= 3 or (
+        first_key in _KNOWN_FIRST_KEYS and lines[-1].lstrip().startswith(f"{first_key}:")
+    ):
+        lines = lines[:-1]
+    else:
+        pairs = []
+    prompt: list[str] = []
+    negative: list[str] = []
+    target = prompt
+    for line in lines:
+        line = line.strip()
+        if line.startswith("Negative prompt:"):
+            target = negative
+            line = line[len("Negative prompt:") :].strip()
+        target.append(line)
+    result = {"Prompt": "\n".join(prompt), "Negative prompt": "\n".join(negative)}
+    for key, value in pairs:
+        result[key] = value
+    return result
+
+
+_KEY_RE = re.compile(r"\s*(\w[\w \-/.]*?)\s*:\s*")
+
+
+def _scan_pairs(line: str) -> list[tuple[str, str]]:
+    """`Key: value` pairs of a parameters line; junk between commas is skipped."""
+    pairs: list[tuple[str, str]] = []
+    pos, end = 0, len(line)
+    while pos < end:
+        match = _KEY_RE.match(line, pos)
+        if match is None:
+            comma = line.find(",", pos)
+            if comma < 0:
+                break
+            pos = comma + 1
+            continue
+        value, pos = _scan_value(line, match.end())
+        pairs.append((match.group(1), value))
+    return pairs
+
+
+def _scan_value(line: str, pos: int) -> tuple[str, int]:
+    """One value from `pos`: a JSON string, a JSON object/list, or text up to the next comma."""
+    end = len(line)
+    if pos < end and line[pos] == '"':
+        i = pos + 1
+        while i < end and line[i] != '"':
+            i += 2 if line[i] == "\\" else 1
+        after = _skip_spaces(line, i + 1)
+        if i < end and (after >= end or line[after] == ","):
+            raw = line[pos : i + 1]
+            try:
+                return str(json.loads(raw)), after + 1
+            except ValueError:
+                return raw, after + 1
+    if pos < end and line[pos] in "{[":
+        try:
+            _, stop = json.JSONDecoder().raw_decode(line, pos)
+        except ValueError:
+            pass
+        else:
+            after = _skip_spaces(line, stop)
+            if after >= end or line[after] == ",":
+                return line[pos:stop], after + 1
+    comma = line.find(",", pos)
+    comma = end if comma < 0 else comma
+    return line[pos:comma].strip(), comma + 1
+
+
+def _skip_spaces(line: str, pos: int) -> int:
+    while pos < len(line) and line[pos] in " \t":
+        pos += 1
+    return pos
+
+
+def _quote(value: str) -> str:
+    if any(c in value for c in ",:\n") or value[:1] in ('"', "{", "[") or value != value.strip():
+        return json.dumps(value, ensure_ascii=False)
+    return value
+
+
+def _format_value(value: Any) -> str | None:
+    if value is None or isinstance(value, (Mapping, list, tuple, set)):
+        return None
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() and abs(value) < 1e15 else repr(value)
+    if isinstance(value, (int, str)):
+        text = str(value)
+        return text if text.strip() else None
+    if isinstance(value, np.generic):
+        return _format_value(value.item())
+    return str(value)
+
+
+def _label(name: str) -> str:
+    text = str(name).replace("_", " ").replace("-", " ").strip()
+    return text[:1].upper() + text[1:]
+
+
+def _model_name(spec: Any) -> str | None:
+    """How A1111 names a model: a checkpoint file's stem, a folder's name, a hub id as is."""
+    if isinstance(spec, os.PathLike):
+        spec = os.fspath(spec)
+    if not isinstance(spec, str) or not spec.strip():
+        return None
+    if spec.lower().endswith(_CHECKPOINT_SUFFIXES):
+        return Path(spec).stem
+    if os.sep in spec and Path(spec).is_dir():
+        return Path(spec).name
+    return spec
+
+
+def _clean_prompt(text: Any) -> str:
+    if not isinstance(text, str):
+        return ""
+    return "\n".join(line.strip() for line in text.strip().splitlines())
+
+
+def record_text(record: Mapping[str, Any] | None, key: str) -> str | None:
+    """A prompt from a run record: top level, else the first step that has one."""
+    if not record:
+        return None
+    value = record.get(key)
+    if isinstance(value, str) and value.strip():
+        return value
+    for step in record.get("steps") or []:
+        options = step.get("options") if isinstance(step, Mapping) else None
+        value = (options or {}).get(key)
+        if isinstance(value, str) and value.strip():
+            return value
+    return None
+
+
+def _version() -> str:
+    from sdenhance._version import __version__
+
+    return __version__

@@ -1,0 +1,1 @@
+"""Pre-upscalers: PIL resampling, the bundled Real-ESRGAN models through ncnn, optional spandrel models."""

