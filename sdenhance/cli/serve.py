@@ -40,7 +40,8 @@ def serve(
         str,
         typer.Option(
             "--host",
-            help="Address to listen on. Anything but loopback (127.0.0.1, ::1, localhost) needs --token.",
+            help="Address to listen on. Anything but loopback (127.0.0.1, ::1, localhost) "
+            "needs --token.",
             rich_help_panel=P_SERVER,
         ),
     ] = "127.0.0.1",
@@ -52,7 +53,9 @@ def serve(
         typer.Option(
             "--token",
             envvar="SDENHANCE_TOKEN",
-            help="Bearer token every request must send (`Authorization: Bearer T`; HTTP Basic with T as password also works). Prefer the SDENHANCE_TOKEN variable: flags show in process lists.",
+            help="Bearer token every request must send (`Authorization: Bearer T`; HTTP Basic "
+            "with T as password also works). Prefer the SDENHANCE_TOKEN variable: flags show in "
+            "process lists.",
             rich_help_panel=P_SERVER,
         ),
     ] = None,
@@ -68,7 +71,8 @@ def serve(
         str | None,
         typer.Option(
             "--outputs",
-            help="Folder for results (PNG with full metadata). Default: outputs/ in the user folder.",
+            help="Folder for results (PNG with full metadata). Default: outputs/ in the user "
+            "folder.",
             rich_help_panel=P_SERVER,
         ),
     ] = None,
