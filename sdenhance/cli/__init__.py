@@ -10,6 +10,7 @@ import signal
 import sys
 
 import click
+import rich.markup
 import typer
 from typer.core import TyperGroup
 
@@ -24,7 +25,8 @@ class _Group(TyperGroup):
         try:
             return super().invoke(ctx)
         except SdenhanceError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            message = rich.markup.escape(str(exc))  # `pip install 'x[extra]'` is not markup
+            err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
             err_console.print("interrupted", highlight=False)
@@ -66,9 +68,9 @@ def _root(
 
 
 def _register() -> None:
-    from sdenhance.cli import color, facefix, img2img, info, inpaint, recipes, upscale
+    from sdenhance.cli import color, facefix, img2img, info, inpaint, recipes, serve, upscale
 
-    for module in (upscale, img2img, inpaint, facefix, color, recipes, info):
+    for module in (upscale, img2img, inpaint, facefix, color, recipes, info, serve):
         app.add_typer(module.app)
 
 
