@@ -20,6 +20,8 @@ demo: $(STAMP)
 	HF_HUB_OFFLINE=1 $(VENV)/bin/sdenhance upscale examples/images/chelsea.png --scale 4 --creativity 0 -o out/chelsea_x4.png --overwrite
 
 test: $(STAMP)
+	$(VENV)/bin/ruff check sdenhance tests bench examples tools
+	$(VENV)/bin/ruff format --check sdenhance tests bench examples tools
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q
 
 bench: $(STAMP)

@@ -224,6 +224,11 @@ def _run(args: argparse.Namespace, wanted: list[str], started: float) -> int:
     text = report(sections, machine_rows, settings, total, args.quick)
     target = args.results or (None if args.quick else str(BENCH_DIR / "RESULTS.md"))
     if target:
+        from harness import marked_sections, splice_section
+
+        old = Path(target).read_text() if Path(target).exists() else ""
+        for name, kept in marked_sections(old).items():  # written by other scripts: kept
+            text = splice_section(text, name, kept)
         Path(target).write_text(text)
         print(f"wrote {target} ({total / 60:.1f} min)")
     return 0

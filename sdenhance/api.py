@@ -129,8 +129,8 @@ class Enhancer:
         return self.run("inpaint", image, images={"mask": mask}, **options)
 
     def remove(self, image: ImageLike, mask: ImageLike, **options: Any) -> Image.Image:
-        """Remove the masked object (OpenCV fill, then an optional low-strength inpaint);
-        `mask="alpha"` removes what is transparent."""
+        """Remove the masked object: an offline fill (PatchMatch by default), then an optional
+        low-strength inpaint; `mask="alpha"` removes what is transparent."""
         image, mask = _mask_or_alpha(image, mask)
         return self.run("remove", image, images={"mask": mask}, **options)
 

@@ -1,5 +1,6 @@
-"""`--lora`, `--embedding` and `--clip-skip` for every generative command, and what an input's
-metadata names but is not installed (a warning, never a failure)."""
+"""`--lora`, `--embedding` and `--clip-skip` for `run` (stage commands get them from the stage
+options), and what an input's metadata names beyond its prompt: the negative prompt, LoRAs
+and embeddings, where one that is not installed is a warning, never a failure."""
 
 from __future__ import annotations
 
@@ -9,15 +10,14 @@ from typing import Annotated, Any
 
 import typer
 
-P_PROMPT = "Prompt"
+from sdenhance.cli.panels import P_PROMPT
+from sdenhance.stages.networks import clip_skip_option, embeddings_option, loras_option
 
 Lora = Annotated[
     list[str] | None,
     typer.Option(
         "--lora",
-        help="LoRA as NAME_OR_PATH[:WEIGHT] (weight 1 if left out), repeatable. Names are file "
-        "stems in SDENHANCE_LORA_DIR, the config's lora_dirs, or loras/ in the user folder; "
-        "<lora:NAME:WEIGHT> in the prompt works too.",
+        help=loras_option().metadata["help"] + " Sets `loras` of every step that has it.",
         rich_help_panel=P_PROMPT,
         show_default=False,
     ),
@@ -26,24 +26,15 @@ Embedding = Annotated[
     list[str] | None,
     typer.Option(
         "--embedding",
-        help="Textual-inversion embedding file or name, repeatable; use it by its name in the "
-        "prompt. Embeddings in SDENHANCE_EMBEDDING_DIR, the config's embedding_dirs or "
-        "embeddings/ in the user folder are found by name without this.",
+        help=embeddings_option().metadata["help"],
         rich_help_panel=P_PROMPT,
         show_default=False,
     ),
 ]
 ClipSkip = Annotated[
     int | None,
-    typer.Option(
-        "--clip-skip",
-        help="Read the text encoder N layers from the end, 1–12, as A1111's Clip skip (2 for "
-        "many anime SD 1.5 models). Default: the model's own.",
-        rich_help_panel=P_PROMPT,
-    ),
+    typer.Option("--clip-skip", help=clip_skip_option().metadata["help"], rich_help_panel=P_PROMPT),
 ]
-
-
 _NETWORK_OPTIONS: dict[str, tuple[Any, str]] = {
     "lora": (Lora, "loras"),
     "embedding": (Embedding, "embeddings"),
@@ -77,7 +68,39 @@ def network_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     return command
 
 
-def installed_only(text: str) -> str:
+def offered_networks(loaded: Any, opts: Any) -> dict[str, Any]:
+    """Option changes from an input's metadata: its prompt without `<lora:…>` tags of LoRAs
+    that are not installed, its negative prompt before the options' one, its installed LoRAs
+    added to `loras`; each missing LoRA or embedding it names is warned about."""
+    from sdenhance.models.library import find
+    from sdenhance.models.loras import is_installed
+    from sdenhance.presets import join_prompts
+
+    metadata = loaded.metadata
+    where = loaded.path.name
+    changes: dict[str, Any] = {}
+    if metadata.prompt:
+        changes["prompt"] = installed_only(metadata.prompt, where)
+    negative = metadata.negative_prompt
+    if negative and hasattr(opts, "negative_prompt"):
+        changes["negative_prompt"] = join_prompts(
+            installed_only(negative, where), opts.negative_prompt
+        )
+    extra = []
+    for name, weight in metadata.loras:
+        if is_installed(name):
+            extra.append(f"{name}:{weight:g}")
+        else:
+            warn_missing("LoRA", name, where)
+    if extra and hasattr(opts, "loras"):
+        changes["loras"] = tuple(dict.fromkeys([*opts.loras, *extra]))
+    for name in metadata.embeddings:
+        if find("embeddings", name) is None:
+            warn_missing("embedding", name, where)
+    return changes
+
+
+def installed_only(text: str, where: str = "the input") -> str:
     """`text` without the `<lora:…>` tags of LoRAs that are not installed (each one warned)."""
     import re
 
@@ -87,7 +110,7 @@ def installed_only(text: str) -> str:
         name = m.group(2).split(":")[0].strip()
         if name and is_installed(name):
             return m.group(0)
-        warn_missing("LoRA", name, "the input")
+        warn_missing("LoRA", name, where)
         return ""
 
     return re.sub(r"<(lora|lyco):([^>]*)>", keep, text, flags=re.IGNORECASE)

@@ -11,6 +11,8 @@ from typing import Annotated, Any
 import typer
 
 from sdenhance.cli import common as c
+from sdenhance.cli.images import input_record
+from sdenhance.cli.networks import installed_only, network_options
 from sdenhance.errors import SdenhanceError
 from sdenhance.models.config import EngineConfig
 
@@ -183,7 +185,7 @@ def recipes(
 
 @app.command("run")
 @c.engine_options("model", "controlnet", "inpaint_model")
-@c.network_options
+@network_options
 def run(
     recipe: Annotated[
         str | None,
@@ -275,11 +277,12 @@ def run(
             c.offered_prompt(loaded, enabled=offer) if "prompt" in the_recipe.variables() else None
         )
         if prompt:
+            prompt = installed_only(prompt, Path(item.input).name)
             with_prompt = the_recipe.with_input_prompt(overrides, prompt)
             if with_prompt != overrides:
                 item_steps = the_recipe.validate(with_prompt)
                 ctx.record["prompt_source"] = loaded.metadata.source
-        if expected and c.input_record(item.input)["sha256"] != expected:
+        if expected and input_record(item.input)["sha256"] != expected:
             log.warning(
                 "%s differs from the input %s was made from; pixels will differ",
                 item.input,

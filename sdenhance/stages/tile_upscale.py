@@ -61,7 +61,8 @@ class Options:
     negative_prompt: str = option(DEFAULT_NEGATIVE, "What to steer away from.")
     creativity: float = option(
         0.35,
-        "Denoising strength: 0 = pre-upscaler only; portraits 0.2–0.4, landscapes 0.5–0.7.",
+        "Denoising strength: 0 = the pre-upscaler alone (Real-ESRGAN, offline, no diffusion "
+        "model); portraits 0.2–0.4, landscapes 0.5–0.7.",
         ge=0.0,
         le=1.0,
     )
@@ -72,12 +73,15 @@ class Options:
         20, "Sampler steps of the full schedule (creativity × steps run).", ge=1, le=500
     )
     guidance: float = option(
-        6.0, "Classifier-free guidance scale (1 disables it).", ge=0.0, le=30.0
+        6.0, "Classifier-free guidance scale (1 disables it; 4–8 typical).", ge=0.0, le=30.0
     )
-    scheduler: str = option(DEFAULT_SCHEDULER, "Sampler.", choices=tuple(SCHEDULERS))
+    scheduler: str = option(
+        DEFAULT_SCHEDULER, "Sampler, by its AUTOMATIC1111-style name.", choices=tuple(SCHEDULERS)
+    )
     upscaler: str = option(
         "realesrgan-x4plus",
-        "Pre-upscaler: realesrgan-x4plus, realesrgan-x4plus-anime, lanczos, bicubic or a model path.",
+        "Pre-upscaler: realesrgan-x4plus, realesrgan-x4plus-anime, realesr-animevideov3-x2/x3/x4, "
+        "lanczos, bicubic, or a .pth/.safetensors model path (needs sdenhance[upscalers]).",
     )
     tile: int | None = option(
         None,
