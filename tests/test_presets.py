@@ -152,7 +152,10 @@ def test_input_prompt_goes_before_the_preset_words(tmp_path):
     mine = c.use_input_prompt(loaded, opts, ctx)
     assert mine.prompt.startswith("a red fox in the snow, portrait photo")
     assert ctx.record["prompt_source"] == "a1111"
-    assert dataclasses.replace(mine, prompt=opts.prompt) == opts  # nothing else changed
+    # its negative prompt goes before the preset's; nothing else changes
+    assert mine.negative_prompt.startswith("ugly, ") and opts.negative_prompt in mine.negative_prompt
+    unchanged = dataclasses.replace(mine, prompt=opts.prompt, negative_prompt=opts.negative_prompt)
+    assert unchanged == opts
     assert c.use_input_prompt(loaded, opts, Context(), enabled=False) is opts
     plain = load_image(tmp_path / "fox.png")
     plain.metadata.parameters = None

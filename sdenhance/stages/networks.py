@@ -17,8 +17,8 @@ MAX_EMBEDDINGS = 32
 def loras_option() -> Any:
     return option(
         (),
-        "LoRAs as NAME_OR_PATH[:WEIGHT] (weight 1 if left out; 0 disables one), applied for "
-        "this step only. Names are file stems in the LoRA folders (SDENHANCE_LORA_DIR, the "
+        "LoRAs, each NAME_OR_PATH[:WEIGHT] (on the command line: repeat --lora; weight 1 if "
+        "left out, 0 disables one), applied for this step only. Names are file stems in the LoRA folders (SDENHANCE_LORA_DIR, the "
         "config's lora_dirs, then loras/ in the user folder); <lora:NAME:WEIGHT> in the "
         "prompt adds one too.",
     )
@@ -27,7 +27,8 @@ def loras_option() -> Any:
 def embeddings_option() -> Any:
     return option(
         (),
-        "Textual-inversion embeddings (file path or name) to load; use each by its name in the "
+        "Textual-inversion embeddings (file path or name; repeat --embedding) to load; use each "
+        "by its name in the "
         "prompt or negative prompt. Names from the embedding folders (SDENHANCE_EMBEDDING_DIR, "
         "the config's embedding_dirs, then embeddings/ in the user folder) work without this.",
     )
@@ -36,7 +37,7 @@ def embeddings_option() -> Any:
 def clip_skip_option() -> Any:
     return option(
         None,
-        "Read the text encoder N layers from the end, 1–12, as A1111's Clip skip (2 suits many "
+        "Read the text encoder N layers from the end, as A1111's Clip skip (2 suits many "
         "anime SD 1.5 models). Default: the model's own (last layer for SD 1.5, penultimate "
         "for SDXL).",
         ge=1,
