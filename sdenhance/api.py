@@ -48,7 +48,7 @@ class Enhancer:
     progress : callable(label, done, total), optional
         Called as work advances.
     **engine_options
-        Further `EngineConfig` fields (offload, vae_tiling, allow_pickle, config...).
+        Further `EngineConfig` fields (vae, offload, vae_tiling, allow_pickle, config...).
     """
 
     def __init__(
