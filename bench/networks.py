@@ -5,7 +5,7 @@
 
 Prompt encoding: diffusers' own `encode_prompt` (one 77-token window, the rest cut) against
 `sdenhance.models.prompts.encode` for the same short prompt, then for prompts of 2 and 4
-chunks and a weighted one. LoRA: one UNet forward (CFG pair, 512 px) without a LoRA, with a
+chunks and a weighted one. LoRA: one UNet forward (CFG pair, 256 px) without a LoRA, with a
 rank-32 LoRA on every attention projection through forward hooks (how sdenhance applies them),
 and with the same LoRA fused into the weights (no runtime cost: the lower bound), plus what
 applying and removing the hooks costs and a check that the UNet is bit-identical afterwards.
@@ -107,7 +107,7 @@ def measure(repeats: int) -> tuple[list[tuple[str, float]], list[tuple[str, floa
                 (label, best_of(lambda t=text: encode(pipe, t, "blurry", guidance=True), repeats))
             )
 
-    x = torch.randn(2, 4, 64, 64)
+    x = torch.randn(2, 4, 32, 32)
     cond = torch.randn(2, 77, 768)
 
     def forward():
@@ -164,7 +164,7 @@ def markdown(enc, lora_rows, info, load: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--results", default=str(BENCH_DIR / "RESULTS.md"))
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
