@@ -138,7 +138,6 @@ def test_bad_lora_options_fail_before_loading(photo):
 def test_every_generative_stage_applies_loras(models, photo, lora_dir):
     from PIL import Image
 
-
     mask = Image.new("L", photo.size, 0)
     mask.paste(255, (20, 20, 60, 60))
     enh = Enhancer(models["sd15"], controlnet=models["sd15-controlnet"])

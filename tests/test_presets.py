@@ -153,7 +153,9 @@ def test_input_prompt_goes_before_the_preset_words(tmp_path):
     assert mine.prompt.startswith("a red fox in the snow, portrait photo")
     assert ctx.record["prompt_source"] == "a1111"
     # its negative prompt goes before the preset's; nothing else changes
-    assert mine.negative_prompt.startswith("ugly, ") and opts.negative_prompt in mine.negative_prompt
+    assert (
+        mine.negative_prompt.startswith("ugly, ") and opts.negative_prompt in mine.negative_prompt
+    )
     unchanged = dataclasses.replace(mine, prompt=opts.prompt, negative_prompt=opts.negative_prompt)
     assert unchanged == opts
     assert c.use_input_prompt(loaded, opts, Context(), enabled=False) is opts
