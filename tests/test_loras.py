@@ -179,3 +179,9 @@ def test_missing_lora_named_by_an_input_is_a_warning(models, tmp_path, lora_dir)
     step = record["steps"][0]["options"]
     assert "ugly" in step["negative_prompt"] and "<lora:detail:0.5>" in step["prompt"]
     assert "gone" not in step["prompt"]
+
+
+def test_a_prompt_tag_never_names_a_file(models, photo, lora_dir):
+    tag = f"a cat <lora:{lora_dir / 'detail.safetensors'}:1>"
+    with pytest.raises(SdenhanceError, match="must name a LoRA in the LoRA folders"):
+        Enhancer(models["sd15"]).img2img(photo, **{**FAST, "prompt": tag})

@@ -132,3 +132,28 @@ def test_embeddings_are_never_split_across_chunks():
     assert first.embeddings == [] and first.tokens[74] == 99
     assert second.embeddings == [(0, "emb")] and second.tokens[:3] == [-1] * 3
     assert second.weights[:3] == [1.3] * 3
+
+
+def test_hostile_prompts_and_names_are_bounded():
+    from sdenhance.ops.prompt_syntax import check_size, names_a_path
+
+    check_size("(a:1.2) " * 100)
+    with pytest.raises(ValueError, match="characters"):
+        check_size("a" * 20_000)
+    with pytest.raises(ValueError, match="brackets"):
+        check_size("(a" * 600)
+    assert names_a_path("../x") and names_a_path("x.safetensors") and names_a_path("~/x")
+    assert not names_a_path("add_detail_v1.5")
+
+
+def test_requests_may_name_loras_but_never_files():
+    from sdenhance.errors import SdenhanceError
+    from sdenhance.server.specs import stage_steps
+
+    (step,) = stage_steps("img2img", {"loras": ["add_detail_v1.5:0.8"], "prompt": "a"})
+    assert step.options.loras == ("add_detail_v1.5:0.8",)
+    for bad in (["/etc/x.safetensors"], ["../loras/x:1"], ["x.pt"]):
+        with pytest.raises(SdenhanceError, match="looks like a file path"):
+            stage_steps("img2img", {"loras": bad})
+    with pytest.raises(SdenhanceError, match="looks like a file path"):
+        stage_steps("upscale", {"embeddings": ("~/e.safetensors",)})

@@ -16,10 +16,11 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
+from sdenhance.errors import SdenhanceError
 from sdenhance.models import embeddings as ti
 from sdenhance.models import loras as lora_files
 from sdenhance.models.prompts import Conditioning, encode
-from sdenhance.ops.prompt_syntax import LoraRef, extract_loras, parse_lora_spec
+from sdenhance.ops.prompt_syntax import LoraRef, extract_loras, names_a_path, parse_lora_spec
 
 log = logging.getLogger("sdenhance")
 
@@ -29,6 +30,12 @@ def prompt_loras(opts: Any) -> tuple[str, str, list[LoraRef]]:
     first, then the prompts' tags; a LoRA named twice keeps its last weight."""
     prompt, from_prompt, other = extract_loras(getattr(opts, "prompt", "") or "")
     negative, from_negative, other_neg = extract_loras(getattr(opts, "negative_prompt", "") or "")
+    for ref in from_prompt + from_negative:
+        if names_a_path(ref.name):  # a prompt (perhaps from a request) never names a file
+            raise SdenhanceError(
+                f"<lora:{ref.name}> must name a LoRA in the LoRA folders, not a file",
+                hint="give a path with --lora PATH[:WEIGHT] instead",
+            )
     for tag in other + other_neg:
         log.warning("%s: hypernetworks are not supported; the tag is ignored", tag)
     refs: dict[str, LoraRef] = {}

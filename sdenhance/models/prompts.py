@@ -86,6 +86,11 @@ def encode(
     sdxl = len(pairs) == 2
     if clip_skip is not None and clip_skip < 1:
         raise SdenhanceError(f"`clip_skip` must be ≥ 1; got {clip_skip}")
+    for text in (prompt, negative or ""):
+        try:
+            syntax.check_size(text)
+        except ValueError as exc:
+            raise SdenhanceError(str(exc), hint="shorten the prompt") from None
     for group in syntax.unsupported_syntax(prompt) + syntax.unsupported_syntax(negative or ""):
         log.warning("prompt editing/alternation %r is not scheduled; read as emphasis", group)
     texts = [prompt] + ([negative or ""] if guidance else [])

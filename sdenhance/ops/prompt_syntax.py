@@ -166,6 +166,30 @@ def extract_loras(text: str) -> tuple[str, list[LoraRef], list[str]]:
     return clean, loras, others
 
 
+WEIGHT_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
+MAX_PROMPT_CHARS = 16_000
+MAX_BRACKETS = 500
+
+
+def names_a_path(name: str) -> bool:
+    """True when a LoRA/embedding name could point at a file rather than name one in a folder."""
+    return (
+        "/" in name
+        or "\\" in name
+        or name.startswith("~")
+        or name.lower().endswith(WEIGHT_SUFFIXES)
+    )
+
+
+def check_size(text: str) -> None:
+    """Refuse prompts too long or too deeply bracketed to parse in bounded time (ValueError)."""
+    if len(text) > MAX_PROMPT_CHARS:
+        raise ValueError(f"the prompt has {len(text)} characters; at most {MAX_PROMPT_CHARS}")
+    brackets = text.count("(") + text.count("[")
+    if brackets > MAX_BRACKETS:
+        raise ValueError(f"the prompt opens {brackets} brackets; at most {MAX_BRACKETS}")
+
+
 def parse_lora_spec(spec: str) -> LoraRef:
     """`NAME_OR_PATH[:WEIGHT]` -> LoraRef; a colon not followed by a number belongs to the path."""
     spec = spec.strip()

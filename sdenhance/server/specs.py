@@ -26,6 +26,7 @@ ROLES = ("image", "mask", "reference", "original")
 """Upload roles: the input, and the extra images stages read from `ctx.images`."""
 
 FREE_TEXT = frozenset({"prompt", "negative_prompt"})
+NETWORK_LISTS = frozenset({"loras", "embeddings"})  # NAME[:WEIGHT] items, names only over HTTP
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_+-]{0,63}$")
 
 
@@ -71,12 +72,29 @@ def names_a_file(value: str) -> bool:
     return "/" in value or "\\" in value or value.startswith("~") or bool(Path(value).suffix)
 
 
+def _texts(value: Any) -> list[str]:
+    """The strings of an option value: itself, or the items of a list (`loras`, `embeddings`)."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, (list, tuple)):
+        return [v for v in value if isinstance(v, str)]
+    return []
+
+
+def _path_like(name: str, value: str) -> bool:
+    if name in NETWORK_LISTS:  # "name:0.8": the name part must not point at a file
+        from sdenhance.ops.prompt_syntax import names_a_path, parse_lora_spec
+
+        return names_a_path(parse_lora_spec(value).name)
+    return names_a_file(value)
+
+
 def check_values(values: Mapping[str, Any]) -> None:
     """Refuse path-like values among raw request values (option names, or `--set` keys such
     as `upscale.upscaler`), before any stage's own checks could look for such a file."""
     for key, value in values.items():
         name = str(key).rsplit(".", 1)[-1]
-        if name not in FREE_TEXT and isinstance(value, str) and names_a_file(value):
+        if name not in FREE_TEXT and any(_path_like(name, v) for v in _texts(value)):
             raise SdenhanceError(
                 f"`{key}` = {value!r} looks like a file path; over HTTP only the names the "
                 "server lists are accepted"
@@ -88,7 +106,7 @@ def check_no_paths(steps: Sequence[RecipeStep]) -> None:
     for step in steps:
         for f in dataclasses.fields(step.options):
             value = getattr(step.options, f.name)
-            if f.name in FREE_TEXT or not isinstance(value, str) or not names_a_file(value):
+            if f.name in FREE_TEXT or not any(_path_like(f.name, v) for v in _texts(value)):
                 continue
             where = f"step {step.index} ({step.stage})" if len(steps) > 1 else step.stage
             raise SdenhanceError(
