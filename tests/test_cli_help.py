@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from sdenhance._version import __version__
 from sdenhance.cli import app
+from sdenhance.cli.stage_options import REPEATED
 from sdenhance.stages import get_stage
 
 COMMANDS = ["upscale", "img2img", "inpaint", "remove", "facefix", "colorfix", "blend", "denoise"]
@@ -28,7 +29,7 @@ def _help_text(command: str) -> str:
 def test_help_lists_every_option_with_its_help_bounds_and_default(command):
     text = _help_text(command)
     for field in dataclasses.fields(get_stage(command).Options):
-        flag = "--" + field.name.replace("_", "-")
+        flag = REPEATED.get(field.name) or "--" + field.name.replace("_", "-")
         assert flag in text, f"{command}: {flag} missing from --help"
         words = " ".join(field.metadata["help"].split())
         assert words.rstrip(".") in text, f"{command} {flag}: help text differs from Options"
@@ -48,7 +49,7 @@ def test_help_lists_every_option_with_its_help_bounds_and_default(command):
                 f"{flag}/--no-{flag[2:]}" in get_command(app).commands[command].params[0].opts[0]
                 or f"--no-{flag[2:]}" in text
             )
-        elif default not in (None, ""):
+        elif default not in (None, "", ()):
             assert f"Default: {' '.join(str(default).split())}." in text, f"{command} {flag}"
 
 
@@ -63,7 +64,7 @@ def test_no_option_is_declared_twice_and_cli_only_options_are_known(command):
     allowed = {
         "inputs", "mask", "reference", "original", "preset", "seed", "no_input_prompt", "output",
         "overwrite", "verbose", "model", "controlnet", "inpaint_model", "model_config",
-        "allow_pickle", "device", "dtype", "offload", "vae_tiling", "attention_slicing",
+        "allow_pickle", "vae", "device", "dtype", "offload", "vae_tiling", "attention_slicing",
     }  # fmt: skip
     assert cli_only <= allowed, cli_only - allowed
 
