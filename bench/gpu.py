@@ -24,6 +24,7 @@ CPU (slow: pick sections with `--only`).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import platform
 import shutil
@@ -331,6 +332,8 @@ def main(argv: list[str] | None = None, started: float | None = None) -> int:
         report.save()
         return 0
     settings = QUICK if args.quick else Settings()
+    if not settings.quick and device.type == "cpu":  # real-size models on a CPU: seconds a call
+        settings = dataclasses.replace(settings, warmup=1, repeats=1)
     threads = torch.get_num_threads()
     if settings.quick and device.type == "cpu":
         torch.set_num_threads(1)  # tiny models: a second spinning thread costs more than it gives
@@ -384,12 +387,9 @@ def _load(
     if settings.quick:
         model, controlnet, built = models.ensure("tiny", cache)
         dtype = "fp16" if device.type == "cuda" else "fp32"
-    elif device.type == "cuda":
+    else:  # saved in fp16 (half the files, half the loading), cast to the run's dtype
         model, controlnet, built = models.ensure("real", cache, device=str(device), dtype="fp16")
-        dtype = "fp16"
-    else:
-        model, controlnet, built = models.ensure("real", cache)
-        dtype = "auto"
+        dtype = "fp16" if device.type == "cuda" else "auto"
     print(f"[gpu] models ready ({built or 0:.0f} s to build); loading", flush=True)
     t0 = time.perf_counter()
     enhancer = Enhancer(

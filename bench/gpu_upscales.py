@@ -253,14 +253,15 @@ class _Retries(logging.Handler):
 
 @contextmanager
 def memory_limit(run: Any, extra_mib: float) -> Iterator[str]:
-    """CUDA: cap this process at what is allocated now plus `extra_mib`. CPU (smoke runs): the
-    UNet raises `torch.OutOfMemoryError` for calls above `extra_mib` samples instead."""
+    """CUDA: cap this process at what it holds now (the weights, caches emptied) plus
+    `extra_mib`. CPU (smoke runs): the UNet raises `torch.OutOfMemoryError` for calls above
+    `extra_mib` samples instead."""
     import torch
 
     run.free()
     if run.cuda:
         total = torch.cuda.get_device_properties(run.device).total_memory
-        cap = torch.cuda.memory_allocated(run.device) + extra_mib * MIB
+        cap = torch.cuda.memory_reserved(run.device) + extra_mib * MIB  # weights, caches emptied
         torch.cuda.set_per_process_memory_fraction(cap / total, run.device)
         try:
             yield f"{cap / 2**30:.2f} GiB ({cap / total:.4f} of {total / 2**30:.0f} GiB)"
@@ -291,7 +292,15 @@ def oom(run: Any) -> None:
     image = photo((s.big_input, s.big_input))
     t = run.report.table(
         f"6. Out-of-memory step-down, {s.big_output}² upscale under a forced limit",
-        ["case", "limit", "limit above weights MiB", "retries", "settled on", "wall s", "outcome"],
+        [
+            "case",
+            "limit",
+            "headroom above the weights MiB",
+            "retries",
+            "settled on",
+            "wall s",
+            "outcome",
+        ],
     )
     peaks = {b: r["vram"] for b, r in run.shared.get("tile_batch", {}).items()}
 
@@ -349,8 +358,9 @@ def oom(run: Any) -> None:
         run.measure(t, "below the peak of tile batch 1", lambda: one(0.6 * p1), need=90)
         run.report.note(
             t,
-            f"Peaks without a limit (steps {steps} × creativity {creativity}): tile batch 1 "
-            f"{p1:.0f} MiB, tile batch 4 {p4:.0f} MiB above the weights. "
+            f"Peaks without a limit (section 3, else measured here): tile batch 1 {p1:.0f} MiB, "
+            f"tile batch 4 {p4:.0f} MiB above the weights; these runs: steps {steps} × "
+            f"creativity {creativity}. "
             "`torch.cuda.set_per_process_memory_fraction` caps the process at the weights plus "
             "the limit; the stage halves the tile batch, then the tile (down to 256 px, VAE tile "
             "256) on each out-of-memory error, and gives up with one `error:` line after that.",
