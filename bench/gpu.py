@@ -251,10 +251,17 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--device", default="auto", help="auto (CUDA if present) | cuda | cuda:N | cpu")
     p.add_argument("--only", default=",".join(SECTIONS), help="comma-separated sections")
     p.add_argument("--cache", default=None, help="model cache (default /tmp/sdenhance-bench)")
-    return p.parse_args(argv)
+    p.add_argument("--model", default=None, help="an SD 1.5 folder instead of the random models")
+    p.add_argument("--controlnet", default=None, help="its tile ControlNet (with --model)")
+    args = p.parse_args(argv)
+    if bool(args.model) != bool(args.controlnet):
+        p.error("--model and --controlnet go together")
+    return args
 
 
-def machine_rows(run: Run, build_s: float | None, load_s: float) -> list[tuple[str, str]]:
+def machine_rows(
+    run: Run, models: str, build_s: float | None, load_s: float
+) -> list[tuple[str, str]]:
     import importlib.util
 
     import diffusers
@@ -287,12 +294,7 @@ def machine_rows(run: Run, build_s: float | None, load_s: float) -> list[tuple[s
             f"{run.engine.device}, "
             f"{dtype_name(run.engine.dtype)}, {attention_backend(run.engine.device)}",
         ),
-        (
-            "models",
-            "tiny test models (--quick)"
-            if run.settings.quick
-            else "real-size SD 1.5 random weights: UNet 860M, its ControlNet, VAE, CLIP-L",
-        ),
+        ("models", models),
         (
             "model build s (this run) / load s",
             f"{fmt(build_s) if build_s else 'cached'} / {load_s:.1f}",
@@ -384,7 +386,10 @@ def _load(
     from sdenhance import Enhancer
 
     cache = models.cache_root(args.cache)
-    if settings.quick:
+    if args.model:
+        model, controlnet, built = args.model, args.controlnet, None
+        dtype = "fp16" if device.type == "cuda" else "fp32" if settings.quick else "auto"
+    elif settings.quick:
         model, controlnet, built = models.ensure("tiny", cache)
         dtype = "fp16" if device.type == "cuda" else "fp32"
     else:  # saved in fp16 (half the files, half the loading), cast to the run's dtype
@@ -402,7 +407,14 @@ def _load(
         "loader and inference code): timings and memory are real, images are not meaningful. "
         "Every measurement is one row; a row that failed or did not fit the time budget says so."
     )
-    report.machine = machine_rows(run, built, time.perf_counter() - t0)
+    described = (
+        f"`{model}` with `{controlnet}`"
+        if args.model
+        else "tiny test models (--quick)"
+        if settings.quick
+        else "real-size SD 1.5 random weights: UNet 860M, its ControlNet, VAE, CLIP-L"
+    )
+    report.machine = machine_rows(run, described, built, time.perf_counter() - t0)
     report.save()
     return run
 

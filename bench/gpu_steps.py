@@ -88,7 +88,7 @@ def dtypes(run: Any) -> None:
     names = ["fp16", "bf16", "fp32"] if run.cuda else ["fp32", "bf16"]
     names.sort(key=lambda n: n != own)
     kinds = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
-    first: list[float] = []
+    times: dict[str, float] = {}
 
     def one(name: str) -> list[Any]:
         unet, cn = engine.base.unet, engine.controlnet
@@ -97,8 +97,8 @@ def dtypes(run: Any) -> None:
         inp = tile_inputs(run, s.step_latent, kinds[name])
         alone = best_ms(lambda: unet_only(unet, inp), run)
         both = best_ms(lambda: unet_step(unet, cn, inp), run)
-        first.append(both)
-        return [alone, both, 1000 / both, first[0] / both]
+        times[name] = both
+        return [alone, both, 1000 / both, times.get(own, math.nan) / both]
 
     for name in names:
         run.measure(t, name, lambda n=name: one(n), need=30)
@@ -125,9 +125,9 @@ def attention(run: Any) -> None:
     )
     inp = tile_inputs(run, s.step_latent, engine.dtype)
     saved = (unet.attn_processors, cn.attn_processors)
-    sdpa: list[float] = []
+    times: dict[str, float] = {}
 
-    def one(set_processor: Any) -> list[Any]:
+    def one(label: str, set_processor: Any) -> list[Any]:
         try:
             for model in (unet, cn):
                 set_processor(model)
@@ -135,13 +135,13 @@ def attention(run: Any) -> None:
         finally:
             unet.set_attn_processor(dict(saved[0]))
             cn.set_attn_processor(dict(saved[1]))
-        sdpa.append(ms)
-        return [ms, sdpa[0] / ms]
+        times[label] = ms
+        return [ms, times.get("sdpa", math.nan) / ms]
 
     run.measure(
         t,
         "PyTorch SDPA (`AttnProcessor2_0`)",
-        lambda: one(lambda m: m.set_attn_processor(AttnProcessor2_0())),
+        lambda: one("sdpa", lambda m: m.set_attn_processor(AttnProcessor2_0())),
         need=10,
     )
     if importlib.util.find_spec("xformers") is None:
@@ -150,13 +150,13 @@ def attention(run: Any) -> None:
         run.measure(
             t,
             "xformers",
-            lambda: one(lambda m: m.enable_xformers_memory_efficient_attention()),
+            lambda: one("xformers", lambda m: m.enable_xformers_memory_efficient_attention()),
             need=10,
         )
     run.measure(
         t,
         "classic (`AttnProcessor`: matmul, softmax, matmul)",
-        lambda: one(lambda m: m.set_attn_processor(AttnProcessor())),
+        lambda: one("classic", lambda m: m.set_attn_processor(AttnProcessor())),
         need=15,
     )
     run.report.note(

@@ -107,7 +107,7 @@ def tile_batch(run: Any) -> None:
     def one(batch: int) -> list[Any]:
         r = timed_upscale(run, image, **upscale_options(run, tile_batch=batch))
         results[batch] = r
-        ref = results.get(1, r)["per_step"]
+        ref = results[1]["per_step"] if 1 in results else math.nan
         return [
             min(batch, len(work.tiles)) * 2,
             r["wall"],

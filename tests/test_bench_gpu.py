@@ -22,9 +22,10 @@ def gpu():
         sys.path.remove(str(BENCH))
 
 
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory) -> str:
-    return str(tmp_path_factory.mktemp("gpu-bench-models"))
+@pytest.fixture
+def tiny(models) -> list[str]:
+    """The session's tiny SD 1.5 models instead of a build of the benchmark's own."""
+    return ["--model", models["sd15"], "--controlnet", models["sd15-controlnet"]]
 
 
 def tables(text: str) -> dict[str, list[list[str]]]:
@@ -53,12 +54,11 @@ def test_without_a_gpu_it_says_so_and_measures_nothing(gpu, tmp_path, monkeypatc
     assert tables(text) == {}
 
 
-def test_quick_run_fills_every_table(gpu, tmp_path, cache):
+@pytest.mark.slow
+def test_quick_run_fills_every_table(gpu, tmp_path, tiny):
     out = tmp_path / "gpu.md"
     only = "dtype,attention,tile_batch,naive,vram,oom"
-    code = gpu.main(
-        ["--quick", "--device", "cpu", "--cache", cache, "--out", str(out), "--only", only]
-    )
+    code = gpu.main(["--quick", "--device", "cpu", *tiny, "--out", str(out), "--only", only])
     assert code == 0
     found = tables(out.read_text())
     assert len(found) == 6
@@ -82,9 +82,9 @@ def test_quick_run_fills_every_table(gpu, tmp_path, cache):
     assert fails[3] == "2" and fails[6].startswith("SdenhanceError: out of CPU memory")
 
 
-def test_rows_beyond_the_time_budget_are_skipped(gpu, tmp_path, cache):
+def test_rows_beyond_the_time_budget_are_skipped(gpu, tmp_path, tiny):
     out = tmp_path / "gpu.md"
-    args = ["--quick", "--device", "cpu", "--cache", cache, "--out", str(out), "--time-budget", "0"]
+    args = ["--quick", "--device", "cpu", *tiny, "--out", str(out), "--time-budget", "0"]
     assert gpu.main([*args, "--only", "dtype,tile_batch"]) == 0
     found = tables(out.read_text())
     rows = section(found, 1) + section(found, 3)
@@ -93,9 +93,9 @@ def test_rows_beyond_the_time_budget_are_skipped(gpu, tmp_path, cache):
 
 
 @pytest.mark.slow
-def test_quick_compile_section(gpu, tmp_path, cache):
+def test_quick_compile_section(gpu, tmp_path, tiny):
     out = tmp_path / "gpu.md"
-    args = ["--quick", "--device", "cpu", "--cache", cache, "--out", str(out), "--only", "compile"]
+    args = ["--quick", "--device", "cpu", *tiny, "--out", str(out), "--only", "compile"]
     assert gpu.main(args) == 0
     eager, first, other = section(tables(out.read_text()), 7)
     assert eager[0].startswith("eager") and float(eager[2]) > 0
