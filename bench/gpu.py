@@ -324,6 +324,8 @@ def main(argv: list[str] | None = None, started: float | None = None) -> int:
         if args.device == "auto"
         else args.device
     )
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())  # some calls need the index
     report = Report(
         args.out, "sdenhance on a GPU" + (" (quick: tiny models)" if args.quick else "")
     )
@@ -403,9 +405,12 @@ def _load(
     _warm_up(load_models(enhancer))
     run = Run(settings, report, budget, enhancer, device)
     report.intro.append(
-        "Random-weight models of the real architectures, loaded through `Enhancer` (the real "
-        "loader and inference code): timings and memory are real, images are not meaningful. "
-        "Every measurement is one row; a row that failed or did not fit the time budget says so."
+        ("The models given, " if args.model else "Random-weight models of the real architectures, ")
+        + "loaded through `Enhancer` (the real loader and inference code): timings and memory "
+        "are real"
+        + ("." if args.model else ", images are not meaningful.")
+        + " Every measurement is one row; a row that failed or did not fit the time budget "
+        "says so."
     )
     described = (
         f"`{model}` with `{controlnet}`"
