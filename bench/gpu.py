@@ -268,7 +268,7 @@ def machine_rows(
     import torch
     import transformers
 
-    from sdenhance.engine import attention_backend
+    from sdenhance.models.device import attention_backend
 
     def version(name: str) -> str:
         if importlib.util.find_spec(name) is None:

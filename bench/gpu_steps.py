@@ -115,7 +115,7 @@ def dtypes(run: Any) -> None:
 def attention(run: Any) -> None:
     from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
 
-    from sdenhance.engine import attention_backend
+    from sdenhance.models.device import attention_backend
 
     engine, s = run.engine, run.settings
     unet, cn = engine.base.unet, engine.controlnet

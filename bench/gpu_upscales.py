@@ -130,9 +130,9 @@ def tile_batch(run: Any) -> None:
 
 
 def naive(run: Any) -> None:
-    from sdenhance import upscalers
-    from sdenhance.image import to_array
+    from sdenhance.io.convert import to_array
     from sdenhance.stages import tile_upscale as tu
+    from sdenhance.upscalers import upscale as upscalers
 
     s = run.settings
     image = photo((s.big_input, s.big_input))
