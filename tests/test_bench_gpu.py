@@ -54,7 +54,6 @@ def test_without_a_gpu_it_says_so_and_measures_nothing(gpu, tmp_path, monkeypatc
     assert tables(text) == {}
 
 
-@pytest.mark.slow
 def test_quick_run_fills_every_table(gpu, tmp_path, tiny):
     out = tmp_path / "gpu.md"
     only = "dtype,attention,tile_batch,naive,vram,oom"
@@ -92,7 +91,6 @@ def test_rows_beyond_the_time_budget_are_skipped(gpu, tmp_path, tiny):
     assert all(r[1].startswith("skipped: 0 s of the time budget left") for r in rows)
 
 
-@pytest.mark.slow
 def test_quick_compile_section(gpu, tmp_path, tiny):
     out = tmp_path / "gpu.md"
     args = ["--quick", "--device", "cpu", *tiny, "--out", str(out), "--only", "compile"]
