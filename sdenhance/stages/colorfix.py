@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from sdenhance.stages import Context
 
 # kept literal so options can be checked without importing the maths (== ops.color.METHODS)
-METHODS = ("wavelet", "lab", "hist", "adain", "none")
+METHODS = ("local", "wavelet", "lab", "hist", "adain", "none")
 
 
 @dataclass(frozen=True)
