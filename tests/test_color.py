@@ -129,7 +129,7 @@ def test_strength_blends_linearly(method):
 @pytest.mark.parametrize(
     ("kwargs", "words"),
     [
-        ({"method": "reinhard"}, ["`method`", "'reinhard'", "wavelet, lab, hist, adain, none"]),
+        ({"method": "reinhard"}, ["`method`", "'reinhard'", "local, wavelet, lab, hist, adain, none"]),
         ({"strength": 1.5}, ["`strength`", "1.5", "[0, 1]"]),
         ({"mask": np.ones((3, 3))}, ["`mask`", "4×5"]),
         ({"mask": np.zeros((5, 4))}, ["`mask`", "no pixels"]),
@@ -501,7 +501,7 @@ def test_colorfix_stage_keeps_alpha_and_checks_options():
     out = apply_stage("colorfix", rgba, opts, Context(images={"reference": _photo("coffee")}))
     assert out.mode == "RGBA" and np.all(np.asarray(out)[..., 3] == 128)
     with pytest.raises(
-        SdenhanceError, match="`method` must be one of wavelet, lab, hist, adain, none; got 'rgb'"
+        SdenhanceError, match="`method` must be one of local, wavelet, lab, hist, adain, none; got 'rgb'"
     ):
         build_options("colorfix", {"method": "rgb"})
     with pytest.raises(SdenhanceError, match="`strength`"):

@@ -11,7 +11,8 @@ output, detail included.
 
 1. **Fit grid.** Both images are averaged down (pixel areas, `cv2.INTER_AREA`) to a grid of the
    output's size / `DETAIL_SCALE`, or the reference's size when that is smaller, so the fit sees
-   colours and structure but not the 1–3 px detail diffusion invents.
+   colours and structure but not the 1–3 px detail diffusion invents. The output is averaged
+   to a smaller reference's size on the way, so both grids are blurred alike.
 2. **Global map.** A least-squares affine fit over the whole grid, ridge-regularised towards
    the identity, is the prior of every local fit.
 3. **Local maps.** The same fit in every (2·`RADIUS` + 1)² window of the grid, computed with box
@@ -101,9 +102,11 @@ def local_color_map(
     img = np.asarray(image, dtype=np.float32)
     h, w, c = img.shape
     grid = fit_grid((h, w), reference.shape[:2])
+    # a smaller reference: the image goes through its size, so both are averaged alike
+    via = (min(h, reference.shape[0]), min(w, reference.shape[1]))
 
     # 1. Fit grid: weighted averages and how much of each grid pixel each image covers
-    out_g, cover_out = _reduce(img, image_weights, grid)
+    out_g, cover_out = _reduce(img, image_weights, grid, via)
     ref_g, cover_ref = _reduce(reference, reference_weights, grid)
     pair = cover_out * cover_ref
 
@@ -123,7 +126,7 @@ def local_color_map(
     mapped = _apply(img, a, b)
 
     # 5. Swap the low-passed difference that remains
-    mapped_g, _ = _reduce(mapped, image_weights, grid)
+    mapped_g, _ = _reduce(mapped, image_weights, grid, via)
     residual = _lowpass(ref_g, cover_ref) - _lowpass(mapped_g, cover_out)
     for i in range(c):
         mapped[..., i] += _upsample(residual[i], (h, w))
@@ -136,21 +139,31 @@ def local_color_map(
 
 
 def _reduce(
-    x: np.ndarray, weights: np.ndarray | None, grid: tuple[int, int]
+    x: np.ndarray,
+    weights: np.ndarray | None,
+    grid: tuple[int, int],
+    via: tuple[int, int] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Weighted pixel-area means of (H, W, C) `x` on the grid as planes, and the mean weight."""
+    """Weighted pixel-area means of (H, W, C) `x` on the grid as planes, and the mean weight;
+    averaged to the size `via` first when given."""
     import cv2
 
     gh, gw = grid
     c = x.shape[2]
-    size = (gw, gh)
+    steps = [(gw, gh)] if via in (None, x.shape[:2], grid) else [via[::-1], (gw, gh)]
+
+    def area(v: np.ndarray) -> np.ndarray:
+        for size in steps:
+            v = cv2.resize(v, size, interpolation=cv2.INTER_AREA)
+        return v
+
     src = np.asarray(x, dtype=np.float32)
     if weights is None:
-        means = cv2.resize(src, size, interpolation=cv2.INTER_AREA).reshape(gh, gw, c)
+        means = area(src).reshape(gh, gw, c)
         return np.moveaxis(means.astype(np.float64), -1, 0).copy(), np.ones(grid)
     wt = np.asarray(weights, dtype=np.float32)
-    num = cv2.resize(src * wt[..., None], size, interpolation=cv2.INTER_AREA).reshape(gh, gw, c)
-    cover = cv2.resize(wt, size, interpolation=cv2.INTER_AREA).reshape(gh, gw).astype(np.float64)
+    num = area(src * wt[..., None]).reshape(gh, gw, c)
+    cover = area(wt).reshape(gh, gw).astype(np.float64)
     means = np.where(cover > 0, np.moveaxis(num, -1, 0) / np.maximum(cover, 1e-30), 0.0)
     return means, cover
 
