@@ -34,6 +34,12 @@ Measures (defined once, for every method alike)
   residual drift in the photo's fine structure, lost or smeared texture all lower it.
 - **gain**: least-squares slope of the same kept detail on the injected one (how much of its
   amplitude survives; a fix that undoes a gain may rightly rescale it). Reported, not scored.
+- **new content kept** (a separate probe, reported, not scored): the `mixed` drift with the 1/4-size
+  reference, plus structure the reference does not have at middle scales, m = 0.05 · (G_σ(n) −
+  G_4σ(n)) / std · (1, 0.8, 0.6) for σ = 1.5, 3 and 6 px (blobs of about 5–50 px), added to the
+  output; the figure is the least-squares slope of Y(result) − Y(P) on Y(m), averaged over the
+  photos: 1 keeps it at full strength, 0 swaps it for the reference. No fix can tell such
+  structure from drift; this shows where each method draws the line.
 - **s/MP**: seconds per output megapixel of one call on a 2048×2048 output with a 512×512
   reference, one thread (OpenCV set to one thread), best of two.
 
@@ -58,6 +64,8 @@ if str(BENCH_DIR) not in sys.path:
 
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry")
 QUICK_PHOTOS = ("chelsea",)
+QUICK_DRIFTS = ("cast", "mixed")
+PROBE_SIGMAS = (1.5, 3.0, 6.0)
 REFERENCE_SCALES = (1, 4)  # reference side = photo side / this
 SIGMA = 2.0  # the low-pass of the dE measure and the complement of the detail measure
 DETAIL_AMPLITUDE = 0.04
@@ -171,18 +179,29 @@ def lowpass(x: np.ndarray) -> np.ndarray:
     return gaussian(x, sigma=SIGMA, channel_axis=-1 if x.ndim == 3 else None, preserve_range=True)
 
 
-def score(result: np.ndarray, photo: np.ndarray, detail: np.ndarray) -> tuple[float, float, float]:
+class Truth:
+    """What the measures need of a clean photo and its injected detail, computed once."""
+
+    def __init__(self, photo: np.ndarray, detail: np.ndarray) -> None:
+        from skimage.color import rgb2lab
+
+        self.photo = photo
+        self.lab = rgb2lab(lowpass(photo))
+        self.luma = photo @ LUMA
+        injected = detail[..., 0] - lowpass(detail[..., 0])
+        self.injected = injected.ravel()
+
+
+def score(result: np.ndarray, truth: Truth) -> tuple[float, float, float]:
     """(dE, detail correlation, detail gain) of `result` against the clean photo."""
     from skimage.color import deltaE_ciede2000, rgb2lab
 
     result = np.asarray(result, dtype=np.float64)
-    de = float(np.mean(deltaE_ciede2000(rgb2lab(lowpass(result)), rgb2lab(lowpass(photo)))))
-    kept = result @ LUMA - photo @ LUMA
+    de = float(np.mean(deltaE_ciede2000(rgb2lab(lowpass(result)), truth.lab)))
+    kept = result @ LUMA - truth.luma
     kept = (kept - lowpass(kept)).ravel()
-    injected = detail[..., 0] - lowpass(detail[..., 0])
-    injected = injected.ravel()
-    corr = float(np.corrcoef(kept, injected)[0, 1])
-    slope = float(kept @ injected / (injected @ injected))
+    corr = float(np.corrcoef(kept, truth.injected)[0, 1])
+    slope = float(kept @ truth.injected / (truth.injected @ truth.injected))
     return de, corr, slope
 
 
@@ -200,23 +219,49 @@ def methods() -> dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]]:
     return table
 
 
-def evaluate(photos: tuple[str, ...] = PHOTOS) -> dict[str, dict[tuple[str, str, int], tuple]]:
+def evaluate(
+    photos: tuple[str, ...] = PHOTOS, drifts: tuple[str, ...] = tuple(DRIFTS)
+) -> dict[str, dict[tuple[str, str, int], tuple]]:
     """{method: {(photo, drift, reference scale): (dE, corr, gain)}}, plus the `oracle` row."""
     table = methods()
     scores: dict[str, dict[tuple[str, str, int], tuple]] = {m: {} for m in [*table, "oracle"]}
     for i, name in enumerate(photos):
         photo = load_photo(name)
         detail = injected_detail(photo.shape, seed=100 + i)
+        truth = Truth(photo, detail)
         refs = {k: shrink(photo, k) for k in REFERENCE_SCALES}
-        for j, (drift_name, drift) in enumerate(DRIFTS.items()):
+        for j, drift_name in enumerate(drifts):
             rng = np.random.default_rng(1000 * i + j)
-            output = np.clip(drift(photo, rng) + detail, 0, 1)
-            oracle = score(np.clip(photo + detail, 0, 1), photo, detail)
+            output = np.clip(DRIFTS[drift_name](photo, rng) + detail, 0, 1)
+            oracle = score(np.clip(photo + detail, 0, 1), truth)
             for k, ref in refs.items():
                 scores["oracle"][name, drift_name, k] = oracle
                 for method, fn in table.items():
-                    scores[method][name, drift_name, k] = score(fn(output, ref), photo, detail)
+                    scores[method][name, drift_name, k] = score(fn(output, ref), truth)
     return scores
+
+
+def new_content_kept(photos: tuple[str, ...] = PHOTOS) -> dict[str, list[float]]:
+    """{method: [mean slope per PROBE_SIGMAS]}: the probe of the module docstring."""
+    from skimage.filters import gaussian
+
+    table = methods()
+    slopes: dict[str, list[list[float]]] = {m: [[] for _ in PROBE_SIGMAS] for m in table}
+    for i, name in enumerate(photos):
+        photo = load_photo(name)
+        ref = shrink(photo, 4)
+        for s, sigma in enumerate(PROBE_SIGMAS):
+            rng = np.random.default_rng(500 + 10 * i + s)
+            n = rng.standard_normal(photo.shape[:2])
+            band = gaussian(n, sigma=sigma) - gaussian(n, sigma=4 * sigma)
+            structure = (0.05 * band / band.std())[..., None] * np.array([1.0, 0.8, 0.6])
+            output = np.clip(DRIFTS["mixed"](photo, rng) + structure, 0, 1)
+            probe = (structure @ LUMA).ravel()
+            for method, fn in table.items():
+                change = fn(output, ref).astype(np.float64) @ LUMA - photo @ LUMA
+                change = change.ravel() - change.mean()
+                slopes[method][s].append(float(change @ probe / (probe @ probe)))
+    return {m: [float(np.mean(v)) for v in per] for m, per in slopes.items()}
 
 
 def seconds_per_mp(repeats: int = 2) -> dict[str, float]:
@@ -253,13 +298,15 @@ def _mean(values: list[tuple], index: int) -> float:
     return float(np.mean([v[index] for v in values]))
 
 
-def tables(scores: dict, speed: dict[str, float] | None) -> tuple[list[str], list[str]]:
+def tables(
+    scores: dict, speed: dict[str, float] | None, kept: dict[str, list[float]] | None = None
+) -> tuple[list[str], list[str]]:
     """(markdown tables, notes) for the run's scores."""
     from harness import table
 
-    from sdenhance.ops.color import METHODS
+    from sdenhance.ops.color import DEFAULT_METHOD as default
 
-    default = METHODS[0]
+    drifts = [d for d in DRIFTS if any(key[1] == d for key in scores[default])]
     order = sorted(
         scores, key=lambda m: (m == "oracle", np.mean([v[0] for v in scores[m].values()]))
     )
@@ -281,16 +328,16 @@ def tables(scores: dict, speed: dict[str, float] | None) -> tuple[list[str], lis
     drift_rows = []
     for m in order:
         row = [m]
-        for d in DRIFTS:
+        for d in drifts:
             for k in REFERENCE_SCALES:
                 row.append(_mean([v for key, v in scores[m].items() if key[1:] == (d, k)], 0))
         drift_rows.append(row)
     drift_head = ["dE by drift"] + [
-        f"{d} {'=' if k == 1 else f'1/{k}'}" for d in DRIFTS for k in REFERENCE_SCALES
+        f"{d} {'=' if k == 1 else f'1/{k}'}" for d in drifts for k in REFERENCE_SCALES
     ]
     photos = sorted({key[0] for key in scores[default]})
     notes = [
-        f"{len(photos)} photos ({', '.join(photos)}) × {len(DRIFTS)} drifts × "
+        f"{len(photos)} photo(s) ({', '.join(photos)}) × {len(drifts)} drift(s) × "
         f"{len(REFERENCE_SCALES)} reference sizes; means over photos and drifts. dE: mean CIEDE2000 "
         f"of the σ = {SIGMA:g} px Gaussian low-pass of the result against that of the clean photo "
         "(lower is better); detail: correlation of the result's fine luminance band (minus the "
@@ -299,13 +346,24 @@ def tables(scores: dict, speed: dict[str, float] | None) -> tuple[list[str], lis
         "Definitions in the docstring of `bench/colorfix.py`; `=` same-size reference, `1/4` the "
         "4× smaller one.",
     ]
-    return [main, table(drift_head, drift_rows)], notes
+    out = [main, table(drift_head, drift_rows)]
+    if kept:
+        out.append(
+            table(
+                ["new content kept (slope)"] + [f"σ = {s:g} px" for s in PROBE_SIGMAS],
+                [[m, *kept[m]] for m in order if m in kept],
+            )
+        )
+        notes.append(
+            "Third table: structure the reference lacks, added to the output at middle scales "
+            "(`mixed` drift, 1/4-size reference); 1 keeps it, 0 replaces it by the reference."
+        )
+    return out, notes
 
 
 def verdicts(scores: dict) -> list[tuple[str, str, bool]]:
-    from sdenhance.ops.color import METHODS
+    from sdenhance.ops.color import DEFAULT_METHOD as default
 
-    default = METHODS[0]
     out = []
     for k in REFERENCE_SCALES:
         values = [v for key, v in scores[default].items() if key[2] == k]
@@ -326,9 +384,11 @@ def section(quick: bool = False):
     """The benchmark as a `harness.Section` for bench/run.py."""
     from harness import Section
 
-    scores = evaluate(QUICK_PHOTOS if quick else PHOTOS)
-    speed = None if quick else seconds_per_mp()
-    tabs, notes = tables(scores, speed)
+    if quick:
+        scores, speed, kept = evaluate(QUICK_PHOTOS, QUICK_DRIFTS), None, None
+    else:
+        scores, speed, kept = evaluate(), seconds_per_mp(), new_content_kept()
+    tabs, notes = tables(scores, speed, kept)
     return Section(
         key="colorfix",
         title="7. Colour fix against SD-like drift",

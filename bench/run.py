@@ -4,8 +4,9 @@
     python bench/run.py --only overhead,grid
     python bench/run.py --quick --results /tmp/r.md   # tiny models and sizes (the smoke test)
 
-Benchmarks: overhead, grid, naive, memory, esrgan, precision, batch (see RESULTS.md for what
-each measures). Models are built once (random weights, nothing downloaded) under --cache,
+Benchmarks: overhead, grid, naive, memory, esrgan, precision, batch, colorfix (see RESULTS.md
+for what each measures; colorfix needs no model and also runs alone: `python bench/colorfix.py`).
+Models are built once (random weights, nothing downloaded) under --cache,
 $SDENHANCE_BENCH_CACHE or /tmp/sdenhance-bench, and loaded through `Enhancer(model=folder)`.
 """
 
@@ -28,7 +29,7 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
 
-ORDER = ("grid", "overhead", "naive", "precision", "esrgan", "memory", "batch")
+ORDER = ("grid", "overhead", "naive", "precision", "esrgan", "memory", "batch", "colorfix")
 
 
 def resolve_device_dtype(device: str, dtype: str) -> tuple[str, str]:
