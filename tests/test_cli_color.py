@@ -91,7 +91,10 @@ def test_colorfix_keeps_transparency_and_handles_folders(files, tmp_path):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (("--method", "rgb"), "`method` must be one of local, wavelet, lab, hist, adain, none; got 'rgb'"),
+        (
+            ("--method", "rgb"),
+            "`method` must be one of local, wavelet, lab, hist, adain, none; got 'rgb'",
+        ),
         (("--strength", "1.5"), "`strength` must be ≥ 0.0 and ≤ 1.0; got 1.5"),
     ],
 )
@@ -203,7 +206,16 @@ def test_compare_missing_file_exits_2(files):
 
 def test_help_names_every_option_with_its_range():
     for command, words in {
-        "colorfix": ["--reference", "--method", "local", "wavelet", "--strength", "0–1", "Colour", "Output"],
+        "colorfix": [
+            "--reference",
+            "--method",
+            "local",
+            "wavelet",
+            "--strength",
+            "0–1",
+            "Colour",
+            "Output",
+        ],
         "blend": ["--original", "--opacity", "0–1"],
         "denoise": ["--strength", "--method", "nlmeans"],
         "compare": ["--json", "PSNR", "SSIM"],

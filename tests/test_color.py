@@ -17,6 +17,7 @@ from sdenhance.api import apply_stage, build_options
 from sdenhance.errors import SdenhanceError
 from sdenhance.io.convert import from_array, to_array
 from sdenhance.ops.color import (
+    DEFAULT_METHOD,
     METHODS,
     color_transfer,
     hist_transfer,
@@ -129,7 +130,10 @@ def test_strength_blends_linearly(method):
 @pytest.mark.parametrize(
     ("kwargs", "words"),
     [
-        ({"method": "reinhard"}, ["`method`", "'reinhard'", "local, wavelet, lab, hist, adain, none"]),
+        (
+            {"method": "reinhard"},
+            ["`method`", "'reinhard'", "local, wavelet, lab, hist, adain, none"],
+        ),
         ({"strength": 1.5}, ["`strength`", "1.5", "[0, 1]"]),
         ({"mask": np.ones((3, 3))}, ["`mask`", "4×5"]),
         ({"mask": np.zeros((5, 4))}, ["`mask`", "no pixels"]),
@@ -495,13 +499,15 @@ def test_colorfix_stage_keeps_alpha_and_checks_options():
     from sdenhance.stages import colorfix
 
     assert colorfix.METHODS == METHODS
+    assert colorfix.Options().method == DEFAULT_METHOD == "local"
     rgba = _photo().convert("RGBA")
     rgba.putalpha(128)
     opts = build_options("colorfix", {"method": "lab", "strength": 0.5})
     out = apply_stage("colorfix", rgba, opts, Context(images={"reference": _photo("coffee")}))
     assert out.mode == "RGBA" and np.all(np.asarray(out)[..., 3] == 128)
     with pytest.raises(
-        SdenhanceError, match="`method` must be one of local, wavelet, lab, hist, adain, none; got 'rgb'"
+        SdenhanceError,
+        match="`method` must be one of local, wavelet, lab, hist, adain, none; got 'rgb'",
     ):
         build_options("colorfix", {"method": "rgb"})
     with pytest.raises(SdenhanceError, match="`strength`"):
