@@ -1,8 +1,11 @@
 """Colour-fix benchmark: how well each colour-transfer method removes SD-like colour drift from an
 output while keeping the detail the diffusion added.
 
-    python bench/colorfix.py            # prints the markdown tables (about a minute on one core)
-    python bench/run.py --only colorfix # the same, as a section of RESULTS.md
+    python bench/colorfix.py                 # prints the tables, updates bench/RESULTS.md
+    python bench/colorfix.py --quick --results -   # one photo, two drifts, print only
+
+It needs no model; its section of RESULTS.md sits between `<!-- colorfix -->` markers, which
+`bench/run.py` keeps. A full run takes a few minutes (7 on two shared, busy cores).
 
 Cases
 -----
@@ -388,8 +391,11 @@ def verdicts(scores: dict) -> list[tuple[str, str, bool]]:
     return out
 
 
+SECTION = "colorfix"
+
+
 def section(quick: bool = False):
-    """The benchmark as a `harness.Section` for bench/run.py."""
+    """The benchmark as a `harness.Section` (tables, notes, target verdicts)."""
     from harness import Section
 
     if quick:
@@ -398,25 +404,43 @@ def section(quick: bool = False):
         scores, speed, kept = evaluate(), seconds_per_mp(), new_content_kept()
     tabs, notes = tables(scores, speed, kept)
     return Section(
-        key="colorfix",
-        title="8. Colour fix against SD-like drift",
+        key=SECTION,
+        title="Colour fix against SD-like drift (`bench/colorfix.py`)",
         tables=tabs,
         notes=notes,
         verdicts=verdicts(scores),
     )
 
 
-def main(argv: list[str] | None = None) -> int:
-    from harness import load_average
+def markdown(s) -> str:
+    """The section's markdown, its target verdicts first."""
+    from harness import table
 
-    quick = "--quick" in (argv if argv is not None else sys.argv[1:])
+    rows = [[t, m, "met" if ok else "**not met**"] for t, m, ok in s.verdicts]
+    s.tables.insert(0, table(["target", "measured", ""], rows))
+    return s.markdown()
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    from harness import load_average, splice_section
+
+    p = argparse.ArgumentParser(prog="bench/colorfix.py", description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="one photo, two drifts, no timing")
+    p.add_argument("--results", default=None, help="file to update, or - to print only")
+    args = p.parse_args(argv)
+    results = args.results or ("-" if args.quick else str(BENCH_DIR / "RESULTS.md"))
     t0, before = time.perf_counter(), load_average()
-    s = section(quick)
+    s = section(args.quick)
     s.seconds = time.perf_counter() - t0
     s.load = f"{before} before, {load_average()} after"
-    print(s.markdown())
-    for target, measured, met in s.verdicts:
-        print(f"- {target}: {measured} ({'met' if met else 'not met'})")
+    text = markdown(s)
+    print(text)
+    if results != "-":
+        path = Path(results)
+        old = path.read_text() if path.exists() else ""
+        path.write_text(splice_section(old, SECTION, text))
     return 0
 
 

@@ -1101,13 +1101,6 @@ def batch(b: Bench) -> Section:
     return s
 
 
-def colorfix(b: Bench) -> Section:
-    """Colour fixes against SD-like drift on real photos (`bench/colorfix.py`)."""
-    import colorfix as bench_colorfix
-
-    return bench_colorfix.section(quick=b.quick)
-
-
 BENCHMARKS = {
     "overhead": overhead,
     "grid": grid,
@@ -1116,5 +1109,4 @@ BENCHMARKS = {
     "esrgan": esrgan,
     "precision": precision,
     "batch": batch,
-    "colorfix": colorfix,
 }

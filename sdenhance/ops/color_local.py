@@ -31,7 +31,10 @@ output, detail included.
 Weights (masks) enter as in the rest of `ops.color`: grid averages are weighted means, a grid
 pixel's weight in the fit is the product of the two images' coverage there, and the residual is
 measured in each image's own region by normalised convolution, so pixels of weight 0 have no say.
-Pure numpy/OpenCV; the grid work is float64, the full-size work float32.
+Pure numpy/OpenCV; the grid work is float64, the full-size work float32. OpenCV's own guided
+filter (`cv2.ximgproc`, only in opencv-contrib) returns filtered images, not the coefficient
+maps needed here, and takes no prior or weights; its building blocks (box filters, area and
+bilinear resampling) are OpenCV's here too.
 """
 
 from __future__ import annotations
