@@ -135,7 +135,7 @@ class Enhancer:
         return self.run("remove", image, images={"mask": mask}, **options)
 
     def colorfix(self, image: ImageLike, reference: ImageLike, **options: Any) -> Image.Image:
-        """Transfer the colours of `reference` onto `image` (`method` wavelet|lab|hist|adain)."""
+        """Give `image` the colours of `reference` (`method` local|wavelet|lab|hist|adain)."""
         return self.run("colorfix", image, images={"reference": reference}, **options)
 
     def blend(self, image: ImageLike, original: ImageLike, **options: Any) -> Image.Image:

@@ -27,6 +27,7 @@ from sdenhance.io.convert import from_array, to_array
 from sdenhance.models.engine import warn_long_prompts
 from sdenhance.models.schedulers import DEFAULT_SCHEDULER, SCHEDULERS
 from sdenhance.ops import tiling
+from sdenhance.ops.color import DEFAULT_METHOD as COLOR_DEFAULT
 from sdenhance.ops.color import METHODS as COLOR_METHODS
 from sdenhance.options import option
 from sdenhance.stages import Context
@@ -99,8 +100,9 @@ class Options:
         multiple_of=64,
     )
     color_fix: str = option(
-        "wavelet",
-        "Colour fix against the pre-upscale: wavelet, lab, hist, adain or none.",
+        COLOR_DEFAULT,
+        "Colour fix against the pre-upscale: local (a local colour map; drift removed at every "
+        "scale), wavelet, lab, hist, adain or none.",
         choices=tuple(COLOR_METHODS),
     )
     blend: float = option(
