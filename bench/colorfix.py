@@ -15,12 +15,12 @@ in [0, 1], cropped to a multiple of 4 px per side. The "diffused output" is
     O = clip(drift(P) + d, 0, 1),   d = 0.04 · (n − G₁(n)) on all three channels,
 
 n white Gaussian noise (seeded per photo), G_σ a Gaussian blur of σ px: grey fine texture standing
-for the detail a diffusion pass invents. The drifts (`DRIFTS`) are what diffusion does to colour:
-a cast (per-channel offset), a per-channel gain, saturation and contrast changes, a gamma darkening,
-a gradient cast across the image, a blotchy multiplicative drift (a smooth random gain field, as
-per-tile drift looks) and all of these mixed. Each method gets O and a reference: P itself
-("same size"), or P shrunk 4× with pixel-area averaging ("1/4 size", as when the input of a 4×
-upscale is the reference).
+for the detail a diffusion pass invents. The drifts (`color_drifts.DRIFTS`) are what diffusion
+does to colour: a cast (per-channel offset), a per-channel gain, saturation and contrast changes,
+a gamma darkening, a gradient cast across the image, a blotchy multiplicative drift (a smooth
+random gain field, as per-tile drift looks) and all of these mixed. Each method gets O and a
+reference: P itself ("same size"), or P shrunk 4× with pixel-area averaging ("1/4 size", as when
+the input of a 4× upscale is the reference).
 
 Measures (defined once, for every method alike)
 -----------------------------------------------
@@ -58,6 +58,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from color_drifts import DRIFTS, LUMA
 
 BENCH_DIR = Path(__file__).resolve().parent
 if str(BENCH_DIR.parent) not in sys.path:
@@ -72,80 +73,7 @@ PROBE_SIGMAS = (1.5, 3.0, 6.0)
 REFERENCE_SCALES = (1, 4)  # reference side = photo side / this
 SIGMA = 2.0  # the low-pass of the dE measure and the complement of the detail measure
 DETAIL_AMPLITUDE = 0.04
-LUMA = np.array([0.2125, 0.7154, 0.0721])
 TIMING_SIDE = 2048
-
-# ----------------------------------------------------------------------------------------------
-# drifts: P (H, W, 3) float64 and a seeded generator -> drifted colours (not clipped)
-
-
-def _coords(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    h, w = p.shape[:2]
-    return np.linspace(-1, 1, w)[None, :, None], np.linspace(-1, 1, h)[:, None, None]
-
-
-def _smooth_field(p: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Per-channel random field of std 1 varying over about a fifth of the shorter side."""
-    from skimage.filters import gaussian
-
-    field = gaussian(rng.standard_normal(p.shape), sigma=0.12 * min(p.shape[:2]), channel_axis=-1)
-    field -= field.mean(axis=(0, 1))
-    return field / field.std(axis=(0, 1))
-
-
-def _luma(p: np.ndarray) -> np.ndarray:
-    return (p @ LUMA)[..., None]
-
-
-def cast(p, rng):
-    return p + np.array([0.05, 0.01, -0.04])
-
-
-def gain(p, rng):
-    return p * np.array([1.08, 0.97, 0.85])
-
-
-def saturation(p, rng):
-    y = _luma(p)
-    return y + 1.35 * (p - y)
-
-
-def contrast(p, rng):
-    m = _luma(p).mean()
-    return m + 1.25 * (p - m)
-
-
-def dark(p, rng):
-    return 0.92 * np.clip(p, 0, 1) ** 1.3
-
-
-def gradient(p, rng):
-    x, y = _coords(p)
-    return p * (1 + 0.10 * x * np.array([1.0, 0.4, -1.0])) + 0.04 * y * np.array([-1.0, 0.0, 1.0])
-
-
-def blotchy(p, rng):
-    return p * (1 + 0.08 * _smooth_field(p, rng)) + 0.02 * _smooth_field(p, rng)
-
-
-def mixed(p, rng):
-    x, _ = _coords(p)
-    q = 0.97 * np.clip(p, 0, 1) ** 1.15 * np.array([1.04, 1.0, 0.93])
-    y = _luma(q)
-    q = y + 1.2 * (q - y)
-    return q * (1 + 0.05 * _smooth_field(p, rng)) + 0.03 * x * np.array([1.0, 0.0, -1.0])
-
-
-DRIFTS: dict[str, Callable[[np.ndarray, np.random.Generator], np.ndarray]] = {
-    "cast": cast,
-    "gain": gain,
-    "saturation": saturation,
-    "contrast": contrast,
-    "dark": dark,
-    "gradient": gradient,
-    "blotchy": blotchy,
-    "mixed": mixed,
-}
 
 # ----------------------------------------------------------------------------------------------
 # cases and measures
