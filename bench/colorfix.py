@@ -269,8 +269,8 @@ def tables(
     photos = sorted({key[0] for key in scores[default]})
     notes = [
         f"{len(photos)} photo(s) ({', '.join(photos)}) × {len(drifts)} drift(s) × "
-        f"{len(REFERENCE_SCALES)} reference sizes; means over photos and drifts. dE: mean CIEDE2000 "
-        f"of the σ = {SIGMA:g} px Gaussian low-pass of the result against that of the clean photo "
+        f"{len(REFERENCE_SCALES)} reference sizes; means over photos and drifts. dE: mean "
+        f"CIEDE2000 of the σ = {SIGMA:g} px Gaussian low-pass of the result against that of the clean photo "
         "(lower is better); detail: correlation of the result's fine luminance band (minus the "
         "photo's) with the injected texture's (higher is better); gain: its amplitude ratio. "
         "`oracle` is the clean photo plus the injected texture: the floor the measures leave. "

@@ -40,7 +40,8 @@ def as_weights(mask: np.ndarray | None, shape: tuple[int, int], name: str) -> np
         w = w[..., 0]
     if w.shape != shape:
         raise SdenhanceError(
-            f"`{name}` must be {shape[1]}×{shape[0]} (W×H) like its image; got shape {np.shape(mask)}"
+            f"`{name}` must be {shape[1]}×{shape[0]} (W×H) like its image; "
+            f"got shape {np.shape(mask)}"
         )
     if not (np.all(np.isfinite(w)) and w.min() >= 0.0 and w.max() <= 1.0):
         raise SdenhanceError(f"`{name}` values must lie in [0, 1]")
