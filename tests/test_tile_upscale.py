@@ -308,11 +308,11 @@ def test_cli_upscale_with_tiny_model_writes_metadata(models, tmp_path, photo):
 
 
 def test_out_of_memory_steps_down_the_tile_batch(models, photo, monkeypatch, caplog):
-    real = tu._make_predict
+    real = tu.make_predict
     batches = []
 
-    def fragile(engine, opts, control, cond):
-        predict = real(engine, opts, control, cond)
+    def fragile(*args, **kwargs):
+        predict = real(*args, **kwargs)
 
         def wrapped(crops, group, t):
             batches.append(crops.shape[0])
@@ -322,7 +322,7 @@ def test_out_of_memory_steps_down_the_tile_batch(models, photo, monkeypatch, cap
 
         return wrapped
 
-    monkeypatch.setattr(tu, "_make_predict", fragile)
+    monkeypatch.setattr(tu, "make_predict", fragile)
     enh = Enhancer(models["sd15"], controlnet=models["sd15-controlnet"])
     with caplog.at_level("WARNING", logger="sdenhance"):
         out = enh.upscale(photo, seed=3, **small_opts(tile_batch=4))
@@ -330,7 +330,7 @@ def test_out_of_memory_steps_down_the_tile_batch(models, photo, monkeypatch, cap
     assert "out of memory" in caplog.text and enh.last_record["memory_fallback"]["tile_batch"] == 1
     assert batches[0] > 1 and set(batches[-4:]) == {1}
     # the retry gives what a first run at tile batch 1 gives
-    monkeypatch.setattr(tu, "_make_predict", real)
+    monkeypatch.setattr(tu, "make_predict", real)
     ref = enh.upscale(photo, seed=3, **small_opts(tile_batch=1))
     assert np.array_equal(np.asarray(out), np.asarray(ref))
 
