@@ -228,14 +228,14 @@ def test_whole_image_inpaint_equals_the_pipeline_inside_the_mask(models, family,
 
 
 def help_samplers() -> list[str]:
-    """The names `upscale --scheduler`'s help lists."""
+    """The names `upscale --scheduler`'s help lists ("... One of a, b, c. Default: a.")."""
     import typer
 
     from sdenhance.cli import app
 
     command = typer.main.get_command(app).commands["upscale"]
     text = next(p.help for p in command.params if p.name == "scheduler")
-    names = text.split(":", 1)[1].strip().rstrip(".")
+    names = text.split("One of ", 1)[1].split(".", 1)[0]
     return [n.strip() for n in names.split(",")]
 
 

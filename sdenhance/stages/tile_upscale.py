@@ -27,7 +27,6 @@ from sdenhance.diffusion.tiled_denoise import LATENT_FACTOR, tiled_denoise
 from sdenhance.diffusion.tiled_vae import vae_decode, vae_encode, vae_tiling
 from sdenhance.errors import SdenhanceError
 from sdenhance.io.convert import from_array, to_array
-from sdenhance.models.config import EngineConfig, controlnet_disabled
 from sdenhance.models.engine import warn_long_prompts
 from sdenhance.models.schedulers import DEFAULT_SCHEDULER, SCHEDULERS, make_scheduler
 from sdenhance.ops import tiling
@@ -36,6 +35,7 @@ from sdenhance.ops.color import METHODS as COLOR_METHODS
 from sdenhance.options import option
 from sdenhance.stages import Context
 from sdenhance.stages.img2img import DEFAULT_NEGATIVE, effective_steps
+from sdenhance.stages.tile_checks import preflight, refuse_resemblance
 from sdenhance.stages.tile_memory import (
     ACTIVATION_BYTES,
     check_memory,
@@ -48,7 +48,16 @@ from sdenhance.stages.tile_memory import (
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["ACTIVATION_BYTES", "Options", "Plan", "estimate_bytes", "plan", "run"]
+__all__ = [
+    "ACTIVATION_BYTES",
+    "Options",
+    "Plan",
+    "estimate_bytes",
+    "plan",
+    "preflight",
+    "refuse_resemblance",
+    "run",
+]
 
 log = logging.getLogger("sdenhance")
 
@@ -77,8 +86,8 @@ class Options:
     )
     resemblance: float = option(
         0.6,
-        "ControlNet-tile conditioning scale: higher keeps closer to the input (unused with "
-        "`--controlnet none`).",
+        "ControlNet-tile conditioning scale: higher keeps closer to the input (refused with "
+        "`--controlnet none`, where a preset's is left unused).",
         ge=0.0,
         le=2.0,
     )
@@ -199,42 +208,6 @@ def plan(size_in: tuple[int, int], opts: Options, native: int = 512) -> Plan:
     if opts.creativity > 0:
         steps = int(effective_steps(opts.steps, opts.creativity) * opts.creativity)
     return Plan(size_in, out, canvas, tiles, steps, opts.tile_batch)
-
-
-# ---------------------------------------------------------------------------------------------
-# checks that need the model's family (resolved, not loaded) but no input
-
-
-def preflight(opts: Options, ctx: Context) -> None:
-    """Refuse options that are wrong for every input, once and before any work: an overlap not
-    below the tile the model will use, a ControlNet of another family than the model.
-
-    Resolving a model reads configs only; no weights load. Nothing to check without diffusion.
-    """
-    if opts.creativity == 0:
-        return
-    engine = ctx.engine
-    tile = opts.tile or engine.native_resolution
-    if opts.overlap >= tile:
-        raise SdenhanceError(
-            f"`overlap` must be smaller than the tile ({tile} px"
-            f"{'' if opts.tile else ', the model native size'}); got {opts.overlap}"
-        )
-    engine.controlnet_model  # noqa: B018  resolves and checks its family, loads nothing
-
-
-def refuse_resemblance(engine_config: EngineConfig | None) -> None:
-    """`resemblance` given by the user with `--controlnet none`: it would do nothing; say so.
-
-    (A preset's or recipe's resemblance is only a default and is left unused instead.)
-    """
-    if controlnet_disabled(engine_config or EngineConfig()):
-        raise SdenhanceError(
-            "`--resemblance` sets the tile ControlNet's strength, but `--controlnet none` "
-            "turns it off",
-            hint="drop --resemblance (lower --creativity keeps closer to the input), "
-            "or pass a tile --controlnet",
-        )
 
 
 # ---------------------------------------------------------------------------------------------
