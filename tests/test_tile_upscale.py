@@ -145,13 +145,15 @@ def test_plan_counts_tiles_and_steps():
     assert "1200×800" in p.describe()
 
 
-def test_vae_tiling_fits_any_canvas():
-    assert tiled_vae.vae_tiling(512, (4096, 2048)) == (512, 64)
-    assert tiled_vae.vae_tiling(512, (80, 48)) == (80, 16)
-    assert tiled_vae.vae_tiling(512, (8, 8)) == (8, 0)
-    for canvas in [(8, 8), (16, 8), (80, 48), (600, 8), (1000, 1000)]:
-        tile, overlap = tiled_vae.vae_tiling(512, canvas)
-        assert overlap < tile and tile % 8 == 0 and overlap % 8 == 0
+def test_vae_grid_covers_any_canvas_side_by_side():
+    for (w, h), tile in [((4096, 2048), 512), ((80, 48), 512), ((8, 8), 512), ((600, 8), 128)]:
+        tiles = tiled_vae.vae_grid(w, h, tile)
+        cover = np.zeros((h // 8, w // 8), int)
+        for t in tiles:
+            cover[t.slices] += 1
+            assert t.width * 8 <= tile and t.height * 8 <= tile
+        assert (cover >= 1).all()
+    assert len(tiled_vae.vae_grid(4096, 2048, 512)) == 8 * 4
 
 
 def test_target_size_and_limits():

@@ -3,9 +3,9 @@ its neighbours' values) at a time, its core is written into the map, and statist
 over the whole map.
 
 A map waits where memory allows (the device, the host, or a temporary file); only one tile's
-tensors are ever on the device at once. Each latent cell has one owner tile (overlapping cores are split
-half-way), whose value it takes: a tiled pass is the untiled one exactly as long as the halo
-covers the computation's reach, which one layer's never exceeds.
+tensors are ever on the device at once. Each latent cell has one owner tile, whose value it takes: a tiled pass
+is the untiled one exactly as long as the halo covers the computation's reach, which one
+layer's never exceeds.
 """
 
 from __future__ import annotations
@@ -33,18 +33,15 @@ class Canvas:
     scale: int
 
 
-def owners(shares: Sequence[np.ndarray], cores: Sequence[tiling.Tile]) -> list[tiling.Tile]:
-    """Each tile's owned part of its core: the cells where its share is the largest (first
-    tile wins ties), a rectangle for a grid of tiles."""
+def owners(cores: Sequence[tiling.Tile]) -> list[tiling.Tile]:
+    """Each tile's owned part of its core: the cells no earlier tile covers (a grid's last
+    tile may overlap the one before it to end at the edge), a rectangle for a row-major grid."""
     height = max(c.y1 for c in cores)
     width = max(c.x1 for c in cores)
-    best = np.full((height, width), -1.0)
-    owner = np.zeros((height, width), np.int64)
-    for i, (core, share) in enumerate(zip(cores, shares, strict=True)):
-        region = best[core.slices]
-        better = share > region
-        region[better] = share[better]
-        owner[core.slices][better] = i
+    owner = np.full((height, width), -1, np.int64)
+    for i, core in enumerate(cores):
+        region = owner[core.slices]
+        region[region < 0] = i
     out = []
     for i in range(len(cores)):
         ys, xs = np.nonzero(owner == i)
@@ -59,7 +56,6 @@ class Canvases:
     def __init__(
         self,
         cores: Sequence[tiling.Tile],
-        shares: Sequence[np.ndarray],
         *,
         device: Any,
         dtype: Any,
@@ -67,8 +63,7 @@ class Canvases:
         halo: int = 2,
     ) -> None:
         self.cores = list(cores)
-        self.shares = list(shares)
-        self.owned = owners(self.shares, self.cores)
+        self.owned = owners(self.cores)
         self.width = max(c.x1 for c in self.cores)
         self.height = max(c.y1 for c in self.cores)
         self.device, self.dtype, self.store = device, dtype, store
@@ -123,13 +118,10 @@ class Canvases:
 
     def stats(self, canvas: Canvas, norm: Any) -> Stats:
         """The GroupNorm `norm`'s statistics over the whole map, in row chunks."""
-        import torch
-
         data = canvas.data
         rows = max(1, CHUNK_ELEMENTS // max(1, data.shape[1] * data.shape[3]))
-        parts: list[Partial] = []
-        for r0 in range(0, data.shape[2], rows):
-            chunk = data[:, :, r0 : r0 + rows].to(self.device)
-            ones = torch.ones(chunk.shape[-2:], device=chunk.device)
-            parts.append(partial_stats(chunk, ones, norm))
+        parts: list[Partial] = [
+            partial_stats(data[:, :, r0 : r0 + rows].to(self.device), norm)
+            for r0 in range(0, data.shape[2], rows)
+        ]
         return combine(parts)

@@ -1,11 +1,10 @@
-"""GroupNorm over an image split into tiles: each tile's partial statistics, their combination,
-and the normalisation with statistics shared by every tile.
+"""GroupNorm over a map taken in pieces: each piece's statistics, their combination, and the
+normalisation with the statistics of the whole.
 
 A VAE normalises each group of channels over the WHOLE image; normalising each tile over
 itself gives each tile its own tone, the steps between tiles that tiled VAEs are known for.
-Here each tile reports the weighted count, mean and squared deviation of its own pixels
-(weights: its share of each pixel, summing to one over the tiles, so every pixel counts
-once); these combine exactly (Chan et al.'s parallel variance, in float64) into the image's.
+Here each piece of a map reports the count, mean and squared deviation of its own values;
+these combine exactly (Chan et al.'s parallel variance, in float64) into the image's.
 """
 
 from __future__ import annotations
@@ -35,24 +34,17 @@ class Stats:
     rstd: torch.Tensor
 
 
-def partial_stats(x: torch.Tensor, weights: torch.Tensor, norm: Any) -> Partial:
-    """`x` (1, C, H, W) weighted by `weights` (H, W) for the GroupNorm `norm`.
-
-    Computed in float32 around the tile's own mean (no cancellation), returned in float64.
-    """
+def partial_stats(x: torch.Tensor, norm: Any) -> Partial:
+    """The statistics of a piece `x` (1, C, H, W) of a map for the GroupNorm `norm`: computed
+    in float32 around the piece's own mean (no cancellation), returned in float64."""
     import torch
 
     groups = norm.num_groups
-    xf = x.float().reshape(groups, -1, x.shape[-2] * x.shape[-1])
-    w = weights.to(xf.device, torch.float32).reshape(1, 1, -1)
-    count = w.sum() * xf.shape[1]
-    if count <= 0:
-        zero = torch.zeros(groups, dtype=torch.float64)
-        return Partial(zero, zero, zero, norm.eps)
-    mean = (xf * w).sum(dim=(1, 2)) / count
-    m2 = ((xf - mean.view(-1, 1, 1)) ** 2 * w).sum(dim=(1, 2))
+    xf = x.float().reshape(groups, -1)
+    var, mean = torch.var_mean(xf, dim=1, correction=0)
+    count = torch.full((groups,), float(xf.shape[1]), dtype=torch.float64)
     as64 = lambda t: t.to("cpu", torch.float64)  # noqa: E731
-    return Partial(as64(count).expand(groups).clone(), as64(mean), as64(m2), norm.eps)
+    return Partial(count, as64(mean), as64(var) * count, norm.eps)
 
 
 def combine(parts: list[Partial]) -> Stats:
@@ -67,15 +59,20 @@ def combine(parts: list[Partial]) -> Stats:
 
 
 def group_norm(x: torch.Tensor, norm: Any, stats: Stats) -> torch.Tensor:
-    """`norm` (a torch GroupNorm) applied to `x` with the given statistics, in float32."""
+    """`norm` (a torch GroupNorm) applied to `x` with the given statistics: one per-channel
+    multiply-add, in float32."""
     import torch
 
-    groups = norm.num_groups
-    shape = (1, groups, 1, 1, 1)
-    mean = stats.mean.to(x.device, torch.float32).view(shape)
-    rstd = stats.rstd.to(x.device, torch.float32).view(shape)
-    y = (x.float().reshape(1, groups, -1, *x.shape[-2:]) - mean) * rstd
-    y = y.reshape(x.shape)
+    channels = x.shape[1]
+    per_group = channels // norm.num_groups
+    mean = stats.mean.repeat_interleave(per_group)
+    scale = stats.rstd.repeat_interleave(per_group)
     if norm.affine:
-        y = y * norm.weight.float().view(1, -1, 1, 1) + norm.bias.float().view(1, -1, 1, 1)
-    return y.to(x.dtype)
+        scale = scale * norm.weight.detach().to("cpu", torch.float64)
+        shift = norm.bias.detach().to("cpu", torch.float64) - mean * scale
+    else:
+        shift = -mean * scale
+    shape = (1, channels, 1, 1)
+    scale = scale.to(x.device, torch.float32).view(shape)
+    shift = shift.to(x.device, torch.float32).view(shape)
+    return torch.addcmul(shift, x.float(), scale).to(x.dtype)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from sdenhance.diffusion.canvas import Canvas, Canvases
-from sdenhance.diffusion.tiled_denoise import LATENT_FACTOR, tile_weights
+from sdenhance.diffusion.tiled_denoise import LATENT_FACTOR
 from sdenhance.diffusion.vae_programs import check_supported, decoder, encoder
 from sdenhance.errors import SdenhanceError
 from sdenhance.ops import tiling
@@ -26,12 +26,13 @@ if TYPE_CHECKING:
 MAP_VALUES_PER_PIXEL = 2 * 128  # the widest layer keeps 2 maps of 128 channels at full size
 
 
-def vae_tiling(max_tile: int, canvas: tuple[int, int]) -> tuple[int, int]:
-    """VAE tile and overlap in px (multiples of 8): the overlap is a quarter tile, at most 64."""
-    tile = min(max_tile, max(canvas))
-    tile = max(LATENT_FACTOR, tile - tile % LATENT_FACTOR)
-    overlap = min(64, (tile // 4) // LATENT_FACTOR * LATENT_FACTOR)
-    return tile, overlap
+def vae_grid(width: int, height: int, max_tile: int) -> list[tiling.Tile]:
+    """Tiles in latent cells of at most `max_tile` px over a `width`×`height` px image, evenly
+    sized and side by side (exactness needs no overlap: halos give each tile its context)."""
+    f = LATENT_FACTOR
+    lw, lh, cells = width // f, height // f, max(1, max_tile // f)
+    tw, th = tiling.fit_tile(lw, cells, 0), tiling.fit_tile(lh, cells, 0)
+    return tiling.tile_grid(lw, lh, tw, th, 0)
 
 
 def map_bytes(width: int, height: int, itemsize: int) -> int:
@@ -86,32 +87,23 @@ def choose_store(device: Any, need: int) -> MapStore:
     )
 
 
-def canvases(
-    width: int, height: int, tile: int, overlap: int, *, device: Any, dtype: Any
-) -> Canvases:
-    """Tiles of at most `tile` px overlapping by `overlap` over a `width`×`height` px image."""
+def canvases(width: int, height: int, tile: int, *, device: Any, dtype: Any) -> Canvases:
+    """The tiled runner over a `width`×`height` px image in tiles of at most `tile` px."""
     import torch
 
-    f = LATENT_FACTOR
-    lw, lh, cells, over = width // f, height // f, max(1, tile // f), overlap // f
-    tw, th = tiling.fit_tile(lw, cells, over), tiling.fit_tile(lh, cells, over)
-    cores = tiling.tile_grid(lw, lh, tw, th, over)
-    shares = tile_weights(cores, lw, lh, over, 0)
     itemsize = torch.empty((), dtype=dtype).element_size()
     store = choose_store(device, map_bytes(width, height, itemsize))
-    return Canvases(cores, shares, device=device, dtype=dtype, store=store)
+    return Canvases(vae_grid(width, height, tile), device=device, dtype=dtype, store=store)
 
 
-def vae_encode(
-    vae: Any, image: np.ndarray, *, tile: int, overlap: int = 64, device=None, dtype=None
-) -> torch.Tensor:
+def vae_encode(vae: Any, image: np.ndarray, *, tile: int, device=None, dtype=None) -> torch.Tensor:
     """Encode (H, W, 3) [0,1] (sides multiples of 8) to scaled latents (1, C, H/8, W/8) float32:
-    the latent distribution's mode, in tiles of `tile` px overlapping by `overlap`."""
+    the latent distribution's mode, in tiles of at most `tile` px."""
     import torch
 
     check_supported(vae)
     h, w = image.shape[:2]
-    run = canvases(w, h, tile, overlap, device=device, dtype=dtype or vae.dtype)
+    run = canvases(w, h, tile, device=device, dtype=dtype or vae.dtype)
     pixels = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))[None] * 2.0 - 1.0
     with torch.no_grad():
         moments = encoder(run, vae, Canvas(pixels, LATENT_FACTOR)).data
@@ -121,16 +113,16 @@ def vae_encode(
 
 
 def vae_decode(
-    vae: Any, latents: torch.Tensor, *, tile: int, overlap: int = 64, device=None, dtype=None
+    vae: Any, latents: torch.Tensor, *, tile: int, device=None, dtype=None
 ) -> np.ndarray:
-    """Decode scaled latents (1, C, h, w) to (8h, 8w, 3) in [0,1], in tiles of `tile` px
-    overlapping by `overlap`."""
+    """Decode scaled latents (1, C, h, w) to (8h, 8w, 3) in [0,1], in tiles of at most `tile`
+    px."""
     import torch
 
     check_supported(vae)
     f = LATENT_FACTOR
     _, _, lh, lw = latents.shape
-    run = canvases(lw * f, lh * f, tile, overlap, device=device, dtype=dtype or vae.dtype)
+    run = canvases(lw * f, lh * f, tile, device=device, dtype=dtype or vae.dtype)
     shift = getattr(vae.config, "shift_factor", None) or 0.0
     z = latents.float().cpu() / vae.config.scaling_factor + shift
     with torch.no_grad():

@@ -24,7 +24,7 @@ from PIL import Image
 from sdenhance.diffusion.predict import encode_prompts, make_predict
 from sdenhance.diffusion.sampling import img2img_timesteps, noised_latents
 from sdenhance.diffusion.tiled_denoise import LATENT_FACTOR, tiled_denoise
-from sdenhance.diffusion.tiled_vae import vae_decode, vae_encode, vae_tiling
+from sdenhance.diffusion.tiled_vae import vae_decode, vae_encode
 from sdenhance.errors import SdenhanceError
 from sdenhance.io.convert import from_array, to_array
 from sdenhance.models.engine import warn_long_prompts
@@ -122,7 +122,8 @@ class Options:
     )
     vae_tile: int = option(
         512,
-        "VAE tile in output px (a multiple of 64); smaller uses less memory.",
+        "VAE tile in output px (a multiple of 64): smaller uses less device memory, the result "
+        "is the same (GroupNorm and attention see the whole image).",
         ge=128,
         multiple_of=64,
     )
@@ -293,23 +294,14 @@ def generate(
     vae = engine.base.vae
     # 3. encode the canvas (padded to the latent grid) with the tiled VAE
     canvas = pad_canvas(up_arr, work.canvas)
-    vae_tile, vae_overlap = vae_tiling(opts.vae_tile, work.canvas)
+    on = {"tile": opts.vae_tile, "device": engine.device, "dtype": engine.dtype}
     ctx.progress("encode", 0, 1)
-    init = vae_encode(
-        vae, canvas, tile=vae_tile, overlap=vae_overlap, device=engine.device, dtype=engine.dtype
-    )
+    init = vae_encode(vae, canvas, **on)
     # 4. denoise every tile together, step by step
     latents = denoise(init, canvas, work, opts, ctx)
     # 5. decode
     ctx.progress("decode", 0, 1)
-    out = vae_decode(
-        vae,
-        latents.cpu(),
-        tile=vae_tile,
-        overlap=vae_overlap,
-        device=engine.device,
-        dtype=engine.dtype,
-    )
+    out = vae_decode(vae, latents.cpu(), **on)
     return out[: up_arr.shape[0], : up_arr.shape[1]], work
 
 
