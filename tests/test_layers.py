@@ -24,7 +24,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("sdenhance.models",),
     ("sdenhance.diffusion", "sdenhance.upscalers", "sdenhance.detectors"),
     ("sdenhance.stages",),
-    ("sdenhance.presets", "sdenhance.recipes", "sdenhance.batch", "sdenhance.enhance"),
+    ("sdenhance.presets", "sdenhance.recipes", "sdenhance.rerun", "sdenhance.batch", "sdenhance.enhance"),
     ("sdenhance.api",),
     ("sdenhance.cli", "sdenhance.server", "sdenhance.ui"),
     ("sdenhance.testing", "sdenhance.__main__", "sdenhance"),

@@ -22,7 +22,7 @@ def _load_role(spec: Path, flag: str) -> Any:
         raise SdenhanceError(f"`{flag}`: no such file {str(spec)!r}; give an image file")
     from sdenhance.io.load import load_image
 
-    return load_image(spec)
+    return load_image(spec, metadata=False)
 
 
 def _run_stage(stage: str, opts: Any, roles: dict[str, Any], extra: dict[str, Any]):
@@ -31,7 +31,7 @@ def _run_stage(stage: str, opts: Any, roles: dict[str, Any], extra: dict[str, An
     def work(item, ctx):
         from sdenhance.io.load import load_image
 
-        loaded = load_image(item.input)
+        loaded = load_image(item.input, metadata=False)
         ctx.images.update(roles)
         return apply_stage(stage, join_alpha(loaded.image, loaded.alpha), opts, ctx), extra
 

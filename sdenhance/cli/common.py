@@ -8,16 +8,16 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.logging import RichHandler
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from sdenhance.batch import BatchItem, expand_inputs, plan, run_batch
+from sdenhance.cli.terminal import SafeConsole, SafeRichHandler
 from sdenhance.models.config import EngineConfig
 from sdenhance.stages import Context
 
-out_console = Console(highlight=False, soft_wrap=True)  # results: paths, JSON
-err_console = Console(stderr=True, highlight=False)  # progress and messages
+# literal text (no markup), control characters escaped: see cli/terminal.py
+out_console = SafeConsole(soft_wrap=True)  # results: paths, JSON
+err_console = SafeConsole(stderr=True)  # progress and messages
 
 P_PROMPT, P_DIFF, P_TILE, P_COLOUR = "Prompt", "Diffusion", "Tiling", "Colour"
 P_OUT, P_MODEL, P_PERF, P_MASK = "Output", "Model", "Performance", "Mask"
@@ -202,8 +202,9 @@ def engine_config(
     attention_slicing: bool = False,
     allow_pickle: bool = False,
 ) -> EngineConfig:
-    from sdenhance.models.config import check_config
+    from sdenhance.models.config import check_config, user_defaults
 
+    user_defaults()  # a broken config file is reported before any work, not at the first load
     cfg = EngineConfig(
         model=model,
         controlnet=controlnet,
@@ -222,8 +223,8 @@ def engine_config(
 
 def setup_logging(verbose: bool) -> None:
     logger = logging.getLogger("sdenhance")
-    if not any(isinstance(h, RichHandler) for h in logger.handlers):
-        logger.addHandler(RichHandler(console=err_console, show_path=False, show_time=False))
+    if not any(isinstance(h, SafeRichHandler) for h in logger.handlers):
+        logger.addHandler(SafeRichHandler(console=err_console, show_path=False, show_time=False))
     logger.setLevel(logging.DEBUG if verbose else logging.INFO)
     logger.propagate = False
 
@@ -270,7 +271,7 @@ def process_images(
     show = err_console.is_terminal and not err_console.is_dumb_terminal
 
     with Progress(
-        TextColumn("[bold]{task.description}"),
+        TextColumn("{task.description}", style="bold", markup=False),
         BarColumn(),
         TextColumn("{task.completed}/{task.total}"),
         TimeElapsedColumn(),
@@ -427,7 +428,7 @@ def print_failures(failed: list[tuple[BatchItem, str]], total: int) -> None:
     )
     table.add_column("input", overflow="fold")
     table.add_column("error", overflow="fold")
-    for item, message in failed:
+    for item, message in failed:  # the console prints both literally, control codes escaped
         table.add_row(str(item.input), message)
     # wide enough on a log or pipe that no path or message is folded across lines
     err_console.print(table, width=None if err_console.is_terminal else 1000)

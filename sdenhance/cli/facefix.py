@@ -146,7 +146,7 @@ def facefix(
     def work(item, ctx):
         from sdenhance.io.load import load_image
 
-        loaded = load_image(item.input)
+        loaded = load_image(item.input, metadata=False)
         image = apply_stage("facefix", join_alpha(loaded.image, loaded.alpha), opts, ctx)
         return image, {}
 

@@ -157,7 +157,7 @@ def upscale(
     def work(item, ctx):
         from sdenhance.io.load import load_image
 
-        loaded = load_image(item.input)
+        loaded = load_image(item.input, metadata=prompt is None and not no_input_prompt)
         item_opts = c.use_input_prompt(
             loaded, opts, ctx, enabled=prompt is None and not no_input_prompt
         )

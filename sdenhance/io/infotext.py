@@ -184,7 +184,10 @@ def parse_infotext(text: str) -> dict[str, str]:
     return result
 
 
-_KEY_RE = re.compile(r"\s*(\w[\w \-/.]*?)\s*:\s*")
+# possessive quantifiers: a failed match cannot backtrack, so each attempt stops at the first
+# character that cannot be part of a key (a comma included) and the whole scan stays linear
+_KEY_RE = re.compile(r"\s*+(\w[\w \-/.]*+)\s*+:\s*+")
+_QUOTED_RE = re.compile(r'"(?:[^"\\]++|\\.)*+"', re.S)
 
 
 def _scan_pairs(line: str) -> list[tuple[str, str]]:
@@ -200,28 +203,25 @@ def _scan_pairs(line: str) -> list[tuple[str, str]]:
             pos = comma + 1
             continue
         value, pos = _scan_value(line, match.end())
-        pairs.append((match.group(1), value))
+        pairs.append((match.group(1).rstrip(), value))
     return pairs
 
 
 def _scan_value(line: str, pos: int) -> tuple[str, int]:
     """One value from `pos`: a JSON string, a JSON object/list, or text up to the next comma."""
     end = len(line)
-    if pos < end and line[pos] == '"':
-        i = pos + 1
-        while i < end and line[i] != '"':
-            i += 2 if line[i] == "\\" else 1
-        after = _skip_spaces(line, i + 1)
-        if i < end and (after >= end or line[after] == ","):
-            raw = line[pos : i + 1]
+    quoted = _QUOTED_RE.match(line, pos)
+    if quoted is not None:
+        after = _skip_spaces(line, quoted.end())
+        if after >= end or line[after] == ",":
             try:
-                return str(json.loads(raw)), after + 1
+                return str(json.loads(quoted.group())), after + 1
             except ValueError:
-                return raw, after + 1
+                return quoted.group(), after + 1
     if pos < end and line[pos] in "{[":
         try:
             _, stop = json.JSONDecoder().raw_decode(line, pos)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested thousands deep
             pass
         else:
             after = _skip_spaces(line, stop)
@@ -290,9 +290,10 @@ def record_text(record: Mapping[str, Any] | None, key: str) -> str | None:
     value = record.get(key)
     if isinstance(value, str) and value.strip():
         return value
-    for step in record.get("steps") or []:
+    steps = record.get("steps")
+    for step in steps if isinstance(steps, list) else []:
         options = step.get("options") if isinstance(step, Mapping) else None
-        value = (options or {}).get(key)
+        value = options.get(key) if isinstance(options, Mapping) else None
         if isinstance(value, str) and value.strip():
             return value
     return None

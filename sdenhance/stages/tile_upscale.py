@@ -23,12 +23,13 @@ from PIL import Image
 from sdenhance.diffusion.tiled_denoise import LATENT_FACTOR, PredictFn, tiled_denoise
 from sdenhance.diffusion.tiled_vae import vae_decode, vae_encode, vae_tiling
 from sdenhance.errors import SdenhanceError
+from sdenhance.io import limits
 from sdenhance.io.convert import from_array, to_array
 from sdenhance.models.engine import warn_long_prompts
 from sdenhance.models.schedulers import DEFAULT_SCHEDULER, SCHEDULERS
 from sdenhance.ops import tiling
 from sdenhance.ops.color import METHODS as COLOR_METHODS
-from sdenhance.options import option
+from sdenhance.options import MAX_SIDE, option
 from sdenhance.stages import Context
 from sdenhance.stages.img2img import DEFAULT_NEGATIVE, effective_steps
 
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("sdenhance")
 
-MAX_OUTPUT_PIXELS = 400_000_000  # 20000×20000: beyond this, memory for the buffers alone is huge
+MAX_OUTPUT_PIXELS = limits.MAX_OUTPUT_PIXELS  # 20000×20000: beyond, the buffers alone are huge
 
 
 @dataclass(frozen=True)
@@ -46,10 +47,16 @@ class Options:
         2.0, "Upscale factor (≥ 1); ignored when width/height are given.", ge=1.0, le=32.0
     )
     width: int | None = option(
-        None, "Exact output width in px (height follows the aspect unless given).", ge=1
+        None,
+        "Exact output width in px (height follows the aspect unless given).",
+        ge=1,
+        le=MAX_SIDE,
     )
     height: int | None = option(
-        None, "Exact output height in px (width follows the aspect unless given).", ge=1
+        None,
+        "Exact output height in px (width follows the aspect unless given).",
+        ge=1,
+        le=MAX_SIDE,
     )
     prompt: str = option("", "What the image shows; guides the new detail in every tile.")
     negative_prompt: str = option(DEFAULT_NEGATIVE, "What to steer away from.")
@@ -77,12 +84,14 @@ class Options:
         None,
         "Largest tile in output px, a multiple of 8 and ≥ 64; default: the model's native size (512 SD 1.5, 1024 SDXL).",
         ge=64,
+        le=4096,
         multiple_of=8,
     )
     overlap: int = option(
         64,
         "Minimum tile overlap in output px, a multiple of 8, smaller than the tile.",
         ge=0,
+        le=2048,
         multiple_of=8,
     )
     tile_batch: int = option(
@@ -92,6 +101,7 @@ class Options:
         512,
         "VAE tile in output px (a multiple of 64); smaller uses less memory.",
         ge=128,
+        le=4096,
         multiple_of=64,
     )
     color_fix: str = option(
@@ -267,6 +277,7 @@ def pre_upscale(
         size=size,
         upscaler=opts.upscaler,
         progress=lambda label, done, total: ctx.progress(f"pre-upscale {label}", done, total),
+        allow_pickle=ctx.allow_pickle,
     )
 
 
