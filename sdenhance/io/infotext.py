@@ -190,10 +190,16 @@ _KEY_RE = re.compile(r"\s*+(\w[\w \-/.]*+)\s*+:\s*+")
 _QUOTED_RE = re.compile(r'"(?:[^"\\]++|\\.)*+"', re.S)
 
 
+# JSON values tried per line: a real one has a few; each failed try costs up to the line's
+# length (the decoder's error message counts lines up to the failure), so the tries are capped
+MAX_JSON_VALUES = 64
+
+
 def _scan_pairs(line: str) -> list[tuple[str, str]]:
     """`Key: value` pairs of a parameters line; junk between commas is skipped."""
     pairs: list[tuple[str, str]] = []
     pos, end = 0, len(line)
+    tries = [MAX_JSON_VALUES]
     while pos < end:
         match = _KEY_RE.match(line, pos)
         if match is None:
@@ -202,12 +208,12 @@ def _scan_pairs(line: str) -> list[tuple[str, str]]:
                 break
             pos = comma + 1
             continue
-        value, pos = _scan_value(line, match.end())
+        value, pos = _scan_value(line, match.end(), tries)
         pairs.append((match.group(1).rstrip(), value))
     return pairs
 
 
-def _scan_value(line: str, pos: int) -> tuple[str, int]:
+def _scan_value(line: str, pos: int, tries: list[int]) -> tuple[str, int]:
     """One value from `pos`: a JSON string, a JSON object/list, or text up to the next comma."""
     end = len(line)
     quoted = _QUOTED_RE.match(line, pos)
@@ -218,7 +224,8 @@ def _scan_value(line: str, pos: int) -> tuple[str, int]:
                 return str(json.loads(quoted.group())), after + 1
             except ValueError:
                 return quoted.group(), after + 1
-    if pos < end and line[pos] in "{[":
+    if pos < end and line[pos] in "{[" and tries[0] > 0:
+        tries[0] -= 1
         try:
             _, stop = json.JSONDecoder().raw_decode(line, pos)
         except (ValueError, RecursionError):  # RecursionError: nested thousands deep

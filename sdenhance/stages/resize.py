@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from sdenhance.io.limits import check_output_size
 from sdenhance.options import MAX_SIDE, option
 from sdenhance.upscalers.registry import upscaler_names
 from sdenhance.upscalers.upscale import upscale
@@ -46,6 +47,10 @@ class Options:
         "How to enlarge: lanczos, bicubic or a bundled Real-ESRGAN model.",
         choices=upscaler_names(),
     )
+
+    def check(self) -> None:
+        if self.width is not None and self.height is not None:
+            check_output_size((self.width, self.height))  # known now: refused before any work
 
 
 def target_size(size: tuple[int, int], opts: Options) -> tuple[int, int]:

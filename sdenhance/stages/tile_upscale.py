@@ -117,6 +117,8 @@ class Options:
     )
 
     def check(self) -> None:
+        if self.width is not None and self.height is not None:
+            limits.check_output_size((self.width, self.height))  # before any model loads
         tile = self.tile or 512
         if self.overlap >= tile:
             raise SdenhanceError(
