@@ -51,9 +51,7 @@ def _run(call, args, seconds: float) -> Any:
             return exc
 
 
-def bounded(
-    call, *args: Any, seconds: float = SECONDS, megabytes: float | None = MEGABYTES
-) -> Any:
+def bounded(call, *args: Any, seconds: float = SECONDS, megabytes: float | None = MEGABYTES) -> Any:
     """`call(*args)`; a one-line `SdenhanceError` is returned, anything else fails the test.
 
     The call runs once under the time limit, then (unless `megabytes` is None) once more

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 import skimage
+from bounded import bounded
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 from typer.testing import CliRunner
 
-from bounded import bounded
 from sdenhance.cli import app
 from sdenhance.io.infotext import parse_infotext
 from sdenhance.io.load import load_image, read_metadata
@@ -273,9 +273,7 @@ def test_info_escapes_terminal_controls_and_json_stays_exact(tmp_path):
 @pytest.mark.parametrize("name", ["p[b]q.png", "a[bold red]b[i].png", "[link=x]c:smile:.png"])
 def test_file_names_with_markup_print_literally(tmp_path, name):
     astronaut().save(tmp_path / name, format="PNG")
-    result = CliRunner().invoke(
-        app, ["colorfix", str(tmp_path / name), "-r", str(tmp_path / name)]
-    )
+    result = CliRunner().invoke(app, ["colorfix", str(tmp_path / name), "-r", str(tmp_path / name)])
     assert result.exit_code == 0, result.output
     stem = name[: -len(".png")]
     assert result.stdout.strip() == str(tmp_path / f"{stem}_colorfix.png")
