@@ -191,7 +191,10 @@ def _coerce(value: Any, default: Any) -> Any:
         except ValueError:
             return value
     if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # beyond any float: the bounds check refuses it as it is
+            return value
     if isinstance(default, tuple) and isinstance(value, list):
         return tuple(value)
     return value

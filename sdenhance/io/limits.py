@@ -41,7 +41,9 @@ def check_free_memory(need: int, what: str, hint: str | None = None) -> None:
     free = free_memory()
     if need > FREE_FRACTION * free:
         raise SdenhanceError(
-            f"{what} needs about {need / 2**30:.1f} GiB of memory but {free / 2**30:.1f} GiB "
-            "is free",
-            hint=hint,
+            f"{what} needs about {_bytes(need)} of memory but {_bytes(free)} is free", hint=hint
         )
+
+
+def _bytes(n: float) -> str:
+    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
