@@ -40,8 +40,10 @@ def unpickle_weights_only(path: Path) -> object:
         # torch's message starts with how to load the file anyway (with terminal escapes);
         # the reason is on its `WeightsUnpickler error:` line
         text = re.sub(r"\x1b\[[0-9;]*m", "", str(e)).strip()
-        found = re.search(r"WeightsUnpickler error: (.*?)(?:\.\s|\.?$)", text, re.M)
+        found = re.search(r"WeightsUnpickler error:\s*(.*?)(?:\.\s|\.?$)", text, re.M)
         reason = found.group(1) if found else text.splitlines()[0] if text else type(e).__name__
+        if reason.startswith("Unsupported operand"):  # not a pickle torch wrote: damaged
+            raise corrupt_error(path, f"not a valid pickle ({reason})") from None
         raise SdenhanceError(
             f"refusing to unpickle {path}: it holds more than plain weights ({reason})",
             hint="use a .safetensors version of this model",
