@@ -64,7 +64,7 @@ class BatchItem:
 def _same_file(a: Path, b: Path) -> bool:
     try:
         return a.resolve() == b.resolve() or (b.exists() and os.path.samefile(a, b))
-    except OSError:
+    except (OSError, ValueError):
         return False
 
 
@@ -106,6 +106,8 @@ def plan(
                 raise SdenhanceError(
                     f"output {output} has no image extension; use .png, .jpg, .webp or .tif"
                 )
+        if "\x00" in str(dst):
+            raise SdenhanceError(f"output {str(dst)!r} holds a NUL character; no file name can")
         wanted.append(dst)
     items = [BatchItem(src, dst) for src, dst in zip(inputs, unique_names(wanted), strict=True)]
     for item in items:

@@ -87,7 +87,7 @@ class RunRecord(_Strict):
             if isinstance(value, str) and len(value) > 4096:
                 raise ValueError(f"`{key}` is longer than any model name or path")
         dtype = models.get("dtype")
-        if dtype is not None and dtype not in DTYPES:
+        if dtype is not None and not (isinstance(dtype, str) and dtype in DTYPES):
             raise ValueError(f"`dtype` must be one of {', '.join(DTYPES)}; got {shown(dtype)}")
         return models
 
