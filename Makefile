@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.sdenhance-installed
 
-.PHONY: demo test bench
+.PHONY: demo test bench bench-gpu
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,7 +20,13 @@ demo: $(STAMP)
 	HF_HUB_OFFLINE=1 $(VENV)/bin/sdenhance upscale examples/images/chelsea.png --scale 4 --creativity 0 -o out/chelsea_x4.png --overwrite
 
 test: $(STAMP)
+	$(VENV)/bin/ruff check sdenhance tests bench examples tools
+	$(VENV)/bin/ruff format --check sdenhance tests bench examples tools
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q
 
 bench: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) bench/run.py
+
+# the GPU path (bench/gpu.py); without a CUDA GPU it says so and measures nothing
+bench-gpu: $(STAMP)
+	HF_HUB_OFFLINE=1 $(PY) bench/gpu.py --out bench/GPU.md

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import os
 import platform
+import re
 import resource
 import threading
 import time
@@ -294,3 +295,26 @@ class Section:
             f"_Benchmark wall time: {self.seconds:.0f} s; load average (1/5/15 min) {self.load}._"
         )
         return "\n".join(parts) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# sections of RESULTS.md that other scripts write
+
+
+def splice_section(old: str, name: str, markdown: str) -> str:
+    """`old` with `markdown` between ``<!-- name -->`` markers, replacing an older copy there
+    (appended when there is none): a script that measures one thing updates its own part."""
+    start, end = f"<!-- {name} -->", f"<!-- /{name} -->"
+    block = f"{start}\n{markdown.rstrip()}\n{end}\n"
+    if start in old and end in old:
+        head, rest = old.split(start, 1)
+        return head + block + rest.split(end, 1)[1].lstrip("\n")
+    return old.rstrip("\n") + ("\n\n" if old.strip() else "") + block
+
+
+def marked_sections(text: str) -> dict[str, str]:
+    """The ``<!-- name -->`` ... ``<!-- /name -->`` blocks of `text`, by name, markers left out."""
+    found = {}
+    for match in re.finditer(r"<!-- ([\w-]+) -->\n(.*?)\n<!-- /\1 -->", text, flags=re.S):
+        found[match.group(1)] = match.group(2)
+    return found

@@ -5,7 +5,9 @@
     python bench/run.py --quick --results /tmp/r.md   # tiny models and sizes (the smoke test)
 
 Benchmarks: overhead, grid, naive, memory, esrgan, precision, batch (see RESULTS.md for what
-each measures). Models are built once (random weights, nothing downloaded) under --cache,
+each measures). Scripts that need no model (`bench/colorfix.py`, `bench/removal.py`) run alone
+and write their own marked sections of RESULTS.md, which this script keeps. Models are built
+once (random weights, nothing downloaded) under --cache,
 $SDENHANCE_BENCH_CACHE or /tmp/sdenhance-bench, and loaded through `Enhancer(model=folder)`.
 """
 
@@ -224,6 +226,11 @@ def _run(args: argparse.Namespace, wanted: list[str], started: float) -> int:
     text = report(sections, machine_rows, settings, total, args.quick)
     target = args.results or (None if args.quick else str(BENCH_DIR / "RESULTS.md"))
     if target:
+        from harness import marked_sections, splice_section
+
+        old = Path(target).read_text() if Path(target).exists() else ""
+        for name, kept in marked_sections(old).items():  # written by other scripts: kept
+            text = splice_section(text, name, kept)
         Path(target).write_text(text)
         print(f"wrote {target} ({total / 60:.1f} min)")
     return 0

@@ -510,7 +510,7 @@ def naive(b: Bench) -> Section:
         "denoising and VAE decode; the decoded tiles are pasted with a linear cross-fade over the "
         f"whole overlap, or (same tiles, no extra model time) with a {b.usdu_feather}-px cross-fade "
         "centred in the overlap, which is how Ultimate SD Upscale pastes (mask blur 8). No colour fix "
-        "for the baseline (per-tile scripts have none); ours includes its wavelet colour fix."
+        "for the baseline (per-tile scripts have none); ours includes its colour fix."
     )
     s.notes.append(
         "*Seam ratio*: mean |difference between neighbouring pixels| inside the zones where two "

@@ -129,13 +129,13 @@ class Enhancer:
         return self.run("inpaint", image, images={"mask": mask}, **options)
 
     def remove(self, image: ImageLike, mask: ImageLike, **options: Any) -> Image.Image:
-        """Remove the masked object (OpenCV fill, then an optional low-strength inpaint);
-        `mask="alpha"` removes what is transparent."""
+        """Remove the masked object: an offline fill (PatchMatch by default), then an optional
+        low-strength inpaint; `mask="alpha"` removes what is transparent."""
         image, mask = _mask_or_alpha(image, mask)
         return self.run("remove", image, images={"mask": mask}, **options)
 
     def colorfix(self, image: ImageLike, reference: ImageLike, **options: Any) -> Image.Image:
-        """Transfer the colours of `reference` onto `image` (`method` wavelet|lab|hist|adain)."""
+        """Give `image` the colours of `reference` (`method` local|wavelet|lab|hist|adain)."""
         return self.run("colorfix", image, images={"reference": reference}, **options)
 
     def blend(self, image: ImageLike, original: ImageLike, **options: Any) -> Image.Image:

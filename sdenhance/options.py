@@ -65,7 +65,7 @@ def option(
     return dataclasses.field(default=default, metadata=meta)
 
 
-def _allowed(meta: Mapping[str, Any]) -> str:
+def describe_allowed(meta: Mapping[str, Any]) -> str:
     parts = []
     if meta.get("choices") is not None:
         parts.append("one of " + ", ".join(str(c) for c in meta["choices"]))
@@ -89,7 +89,9 @@ def check_value(name: str, value: Any, meta: Mapping[str, Any], *, where: str = 
         raise SdenhanceError(f"{prefix}`{name}` is required")
     choices = meta.get("choices")
     if choices is not None and value not in choices:
-        raise SdenhanceError(f"{prefix}`{name}` must be {_allowed(meta)}; got {shown(value)}")
+        raise SdenhanceError(
+            f"{prefix}`{name}` must be {describe_allowed(meta)}; got {shown(value)}"
+        )
     if isinstance(value, str) and len(value) > MAX_TEXT:
         raise SdenhanceError(
             f"{prefix}`{name}` is {len(value):,} characters long; the limit is {MAX_TEXT:,}"
@@ -106,7 +108,9 @@ def check_value(name: str, value: Any, meta: Mapping[str, Any], *, where: str = 
         or (meta.get("multiple_of") and int(value) % meta["multiple_of"] != 0)
     )
     if bad:
-        raise SdenhanceError(f"{prefix}`{name}` must be {_allowed(meta)}; got {shown(value)}")
+        raise SdenhanceError(
+            f"{prefix}`{name}` must be {describe_allowed(meta)}; got {shown(value)}"
+        )
 
 
 @functools.cache
@@ -167,7 +171,7 @@ def describe(cls: type) -> list[dict[str, Any]]:
             "name": f.name,
             "default": f.default,
             "help": f.metadata.get("help", ""),
-            "allowed": _allowed(f.metadata),
+            "allowed": describe_allowed(f.metadata),
         }
         for f in dataclasses.fields(cls)
     ]

@@ -17,8 +17,9 @@ from typer.testing import CliRunner
 
 from sdenhance import SdenhanceError
 from sdenhance.batch import BatchItem, expand_inputs, plan, rank_and_world, shard
-from sdenhance.cli import app
+from sdenhance.cli import app, images
 from sdenhance.cli import common as c
+from sdenhance.cli.engine_options import engine_config, rank_device
 
 
 def make_inputs(folder: Path, n: int, size=(24, 16)) -> list[Path]:
@@ -135,7 +136,7 @@ def test_interrupt_inside_a_stage_stops_the_batch(tmp_path, monkeypatch):
 
 def test_progress_shows_the_batch_and_the_current_image(tmp_path, monkeypatch):
     buf = io.StringIO()
-    monkeypatch.setattr(c, "err_console", Console(file=buf, force_terminal=True, width=100))
+    monkeypatch.setattr(images, "err_console", Console(file=buf, force_terminal=True, width=100))
     inputs = make_inputs(tmp_path / "in", 2)
     labels = []
 
@@ -252,9 +253,9 @@ def test_output_names_do_not_depend_on_the_number_of_processes(tmp_path):
 
 
 def test_engine_device_is_left_alone_without_gpus():
-    assert c._rank_device(None) is None
-    cfg = c.engine_config(device="cpu")
-    assert c._rank_device(cfg) is cfg
+    assert rank_device(None) is None
+    cfg = engine_config(device="cpu")
+    assert rank_device(cfg) is cfg
 
 
 def test_accelerate_launch_two_processes_do_every_input_once(tmp_path):

@@ -181,7 +181,7 @@ def test_blend_or_strength_zero_returns_the_input_and_loads_no_model(scene, stan
     enh = Enhancer("nobody/missing")
     out = enh.facefix(scene, detector="stand-in", **values)
     assert np.array_equal(arr(out), arr(scene))
-    assert enh.last_record["faces"] == [{"box": [40, 30, 90, 80], "score": 1.0}]
+    assert enh.last_record["faces"] == [{"index": 1, "box": [40, 30, 90, 80], "score": 1.0}]
 
 
 def test_same_seed_same_output_and_max_faces(enh, scene, stand_in) -> None:

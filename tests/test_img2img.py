@@ -58,6 +58,9 @@ def test_helpers():
     padded, size = pad_to_multiple(img, 8)
     assert padded.size == (16, 16) and size == (13, 9)
     assert effective_steps(20, 0.01) == 100 and effective_steps(20, 0.5) == 20
+    # a computed strength just under 1/5: five steps would truncate to zero denoising steps
+    strength = 0.3 * (64 / 96)
+    assert strength < 0.2 and effective_steps(2, strength) == 6
 
 
 def test_cli_img2img_writes_output_with_metadata(models, tmp_path, photo):

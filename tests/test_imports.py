@@ -1,4 +1,5 @@
-"""The core never imports the optional extras (torchvision, xformers, controlnet-aux, spandrel)."""
+"""The core never imports the optional extras (torchvision, xformers, controlnet-aux, spandrel,
+onnxruntime, and the `serve` extra's FastAPI, Starlette, uvicorn and python-multipart)."""
 
 from __future__ import annotations
 
@@ -8,15 +9,21 @@ import sys
 CODE = """
 import importlib, pkgutil, sys
 import sdenhance
+# the web layer of `sdenhance serve` is the one place allowed to import the `serve` extra
+WEB = {"sdenhance.server.app", "sdenhance.server.routes_v1", "sdenhance.server.a1111"}
 for mod in pkgutil.walk_packages(sdenhance.__path__, "sdenhance."):
-    if not mod.name.endswith("__main__"):
+    if not mod.name.endswith("__main__") and mod.name not in WEB:
         importlib.import_module(mod.name)
 from sdenhance import testing
 testing.build_pipeline("sd15")  # builds diffusers/transformers objects too
 from sdenhance.cli import app
 from typer.testing import CliRunner
 CliRunner().invoke(app, ["doctor", "--json"])
-banned = [m for m in ("torchvision", "xformers", "controlnet_aux", "spandrel", "onnxruntime") if m in sys.modules]
+CliRunner().invoke(app, ["serve", "--help"])
+CliRunner().invoke(app, ["serve", "--host", "0.0.0.0"])  # refused before the server loads
+extras = ("torchvision", "xformers", "controlnet_aux", "spandrel", "onnxruntime")
+web = ("fastapi", "starlette", "uvicorn", "multipart", "python_multipart")
+banned = [m for m in extras + web if m in sys.modules]
 print(",".join(banned) or "clean")
 """
 

@@ -80,6 +80,20 @@ def test_removal_beats_a_flat_fill_and_keeps_the_rest(name, cy, cx, r, ratio, me
     assert ours_de < ratio * flat_de
 
 
+def test_default_fill_is_patchmatch_seeded_and_recorded() -> None:
+    from sdenhance.ops.fill import fill_region
+
+    truth, painted, obj = scene("coffee", 120, 420, 28)
+    enh = Enhancer()
+    a = np.asarray(enh.remove(Image.fromarray(painted), as_mask(obj), refine=False, seed=3))
+    assert enh.last_record["seed"] == 3
+    b = np.asarray(enh.remove(Image.fromarray(painted), as_mask(obj), refine=False, seed=3))
+    region = grow(obj.astype(np.float32), 8) > 0
+    assert np.array_equal(a, b) and np.array_equal(a[~region], painted[~region])
+    direct = fill_region(painted, region, method="patchmatch", radius=3, seed=3)
+    assert np.array_equal(a, direct)  # the default: patchmatch, patch radius 3
+
+
 def test_grow_zero_fills_exactly_the_mask() -> None:
     truth, painted, obj = scene("coffee", 200, 300, 30)
     out = np.asarray(
@@ -135,6 +149,8 @@ def test_empty_and_all_covering_masks_are_errors() -> None:
         ({"steps": 0}, "steps"),
         ({"guidance": -1.0}, "guidance"),
         ({"radious": 3}, "radius"),
+        ({"method": "patchmatch", "radius": 17}, "radius` 17 is too large for patchmatch"),
+        ({"radius": 65, "method": "telea"}, "radius"),
     ],
 )
 def test_bad_options_are_named(values, word) -> None:
@@ -270,6 +286,23 @@ def test_cli_options_reach_the_stage(files) -> None:
         )
     )
     assert np.array_equal(out, expected)
+
+
+def test_cli_patchmatch_options_reach_the_stage(files) -> None:
+    tmp, truth, painted, obj = files
+    args = ["--mask", str(tmp / "mask.png"), "--no-refine", "--method", "patchmatch"]
+    args += ["--radius", "2", "--seed", "4", "-o", str(tmp / "out.png")]
+    result = invoke(str(tmp / "photo.png"), *args)
+    assert result.exit_code == 0, result.stderr
+    out = np.asarray(Image.open(tmp / "out.png").convert("RGB"))
+    expected = Enhancer().remove(
+        Image.fromarray(painted), as_mask(obj), refine=False, method="patchmatch", radius=2, seed=4
+    )
+    assert np.array_equal(out, np.asarray(expected))
+    other = Enhancer().remove(
+        Image.fromarray(painted), as_mask(obj), refine=False, method="patchmatch", radius=3, seed=4
+    )
+    assert not np.array_equal(out, np.asarray(other))
 
 
 def test_cli_mask_size_mismatch_exits_2_naming_both_sizes(files) -> None:

@@ -38,16 +38,39 @@ app = typer.Typer(
     name="sdenhance",
     help="Generative upscaling, inpainting and colour-true post-processing with Stable Diffusion.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
 )
 
 
-def _register() -> None:
-    from sdenhance.cli import color, facefix, img2img, info, inpaint, recipes, upscale
+def _print_version(value: bool) -> None:
+    if value:
+        from sdenhance._version import __version__
 
-    for module in (upscale, img2img, inpaint, facefix, color, recipes, info):
+        typer.echo(f"sdenhance {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False,
+        "--version",
+        "-V",
+        help="Print the version and exit.",
+        callback=_print_version,
+        is_eager=True,
+    ),
+) -> None:
+    """Generative upscaling, inpainting and colour-true post-processing with Stable Diffusion."""
+
+
+def _register() -> None:
+    from sdenhance.cli import color, facefix, img2img, info, inpaint, recipes, serve, upscale
+
+    for module in (upscale, img2img, inpaint, facefix, color, recipes, info, serve):
         app.add_typer(module.app)
 
 

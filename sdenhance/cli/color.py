@@ -9,9 +9,10 @@ from typing import Annotated, Any
 
 import typer
 
-from sdenhance.api import apply_stage, build_options, join_alpha
 from sdenhance.cli import common as c
+from sdenhance.cli.panels import P_COLOUR, P_OUT
 from sdenhance.errors import SdenhanceError
+from sdenhance.stages import build_options
 
 app = typer.Typer()
 
@@ -25,20 +26,8 @@ def _load_role(spec: Path, flag: str) -> Any:
     return load_image(spec, metadata=False)
 
 
-def _run_stage(stage: str, opts: Any, roles: dict[str, Any], extra: dict[str, Any]):
-    """`work` for `process_images`: load the input, put the role images in place, run `stage`."""
-
-    def work(item, ctx):
-        from sdenhance.io.load import load_image
-
-        loaded = load_image(item.input, metadata=False)
-        ctx.images.update(roles)
-        return apply_stage(stage, join_alpha(loaded.image, loaded.alpha), opts, ctx), extra
-
-    return work
-
-
 @app.command("colorfix")
+@c.stage_options("colorfix")
 def colorfix(
     inputs: c.Inputs,
     reference: Annotated[
@@ -47,42 +36,27 @@ def colorfix(
             "--reference",
             "-r",
             help="Image whose colours to match, usually the input the outputs were made from; any size.",
-            rich_help_panel=c.P_COLOUR,
+            rich_help_panel=P_COLOUR,
             show_default=False,
         ),
     ],
-    method: Annotated[
-        str | None,
-        typer.Option(
-            "--method",
-            help="wavelet (default: low frequencies from the reference, all detail kept; after an "
-            "upscale), lab (mean/std in Lab; global casts, unaligned references), hist (histogram "
-            "matching; strong tonal shifts), adain (mean/std in RGB; fast), none.",
-            rich_help_panel=c.P_COLOUR,
-        ),
-    ] = None,
-    strength: Annotated[
-        float | None,
-        typer.Option(
-            "--strength",
-            "-s",
-            help="Share of the correction applied, 0–1 (default 1): 0 keeps the input.",
-            rich_help_panel=c.P_COLOUR,
-        ),
-    ] = None,
     output: c.Output = None,
     overwrite: c.Overwrite = False,
     verbose: c.Verbose = False,
+    values: dict[str, Any] | None = None,
 ) -> None:
     """Give images the colours of a reference, keeping their detail (fixes diffusion colour drift)."""
     c.setup_logging(verbose)
-    opts = build_options("colorfix", c.drop_none(method=method, strength=strength))
+    opts = build_options("colorfix", values or {})
     ref = _load_role(reference, "--reference")
-    work = _run_stage("colorfix", opts, {"reference": ref.image}, {"reference": str(reference)})
+    work = c.stage_work(
+        "colorfix", opts, roles={"reference": ref.image}, extra={"reference": str(reference)}
+    )
     c.process_images(inputs, output, "colorfix", work, overwrite=overwrite)
 
 
 @app.command("blend")
+@c.stage_options("blend")
 def blend(
     inputs: Annotated[
         list[str],
@@ -93,63 +67,39 @@ def blend(
         typer.Option(
             "--original",
             help="The image before enhancement; resampled (Lanczos) to each enhanced image's size.",
-            rich_help_panel=c.P_COLOUR,
+            rich_help_panel=P_COLOUR,
             show_default=False,
         ),
     ],
-    opacity: Annotated[
-        float | None,
-        typer.Option(
-            "--opacity",
-            help="Share of the enhanced image, 0–1 (default 0.75): lower brings back more of the "
-            "original's texture (the cure for plastic-looking skin).",
-            rich_help_panel=c.P_COLOUR,
-        ),
-    ] = None,
     output: c.Output = None,
     overwrite: c.Overwrite = False,
     verbose: c.Verbose = False,
+    values: dict[str, Any] | None = None,
 ) -> None:
     """Lay enhanced images over their original at an opacity."""
     c.setup_logging(verbose)
-    opts = build_options("blend", c.drop_none(opacity=opacity))
+    opts = build_options("blend", values or {})
     orig = _load_role(original, "--original")
-    work = _run_stage("blend", opts, {"original": orig.image}, {"original": str(original)})
+    work = c.stage_work(
+        "blend", opts, roles={"original": orig.image}, extra={"original": str(original)}
+    )
     c.process_images(inputs, output, "blend", work, overwrite=overwrite)
 
 
 @app.command("denoise")
+@c.stage_options("denoise")
 def denoise(
     inputs: c.Inputs,
-    strength: Annotated[
-        float | None,
-        typer.Option(
-            "--strength",
-            "-s",
-            help="How hard noise is removed, 0–1 (default 0.25; nlmeans filter h = 20 × strength): "
-            "0.15–0.5 for photo grain and JPEG noise, higher smears detail.",
-            rich_help_panel=c.P_COLOUR,
-        ),
-    ] = None,
-    method: Annotated[
-        str | None,
-        typer.Option(
-            "--method",
-            help="nlmeans (default; non-local means, keeps most detail) or bilateral (faster, "
-            "edge-preserving smoothing).",
-            rich_help_panel=c.P_COLOUR,
-        ),
-    ] = None,
     output: c.Output = None,
     overwrite: c.Overwrite = False,
     verbose: c.Verbose = False,
+    values: dict[str, Any] | None = None,
 ) -> None:
     """Remove grain and JPEG noise (before upscaling: never upscale noise)."""
     c.setup_logging(verbose)
-    opts = build_options("denoise", c.drop_none(strength=strength, method=method))
-    c.process_images(
-        inputs, output, "denoise", _run_stage("denoise", opts, {}, {}), overwrite=overwrite
-    )
+    opts = build_options("denoise", values or {})
+    work = c.stage_work("denoise", opts)
+    c.process_images(inputs, output, "denoise", work, overwrite=overwrite)
 
 
 @app.command("compare")
@@ -167,7 +117,7 @@ def compare(
     as_json: Annotated[
         bool,
         typer.Option(
-            "--json", help="Print one JSON object instead of text.", rich_help_panel=c.P_OUT
+            "--json", help="Print one JSON object instead of text.", rich_help_panel=P_OUT
         ),
     ] = False,
 ) -> None:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from sdenhance.cli import common as c
+from sdenhance.cli.images import input_record
 from sdenhance.cli.terminal import literal
 from sdenhance.errors import SdenhanceError
 from sdenhance.io.safe_text import terminal_json
@@ -275,7 +276,7 @@ def run(
             if with_prompt != overrides:
                 item_steps = the_recipe.validate(with_prompt)
                 ctx.record["prompt_source"] = loaded.metadata.source
-        if expected and c.input_record(item.input)["sha256"] != expected:
+        if expected and input_record(item.input)["sha256"] != expected:
             log.warning(
                 "%s differs from the input %s was made from; pixels will differ",
                 item.input,

@@ -8,6 +8,10 @@ ellipse at opacity `blend`. Two knobs trade detail for identity: `strength` (how
 repaint may move from the original face) and `blend` (how much of the repaint is shown). Pixels
 outside every face mask are never touched: each paste goes through `composite_exact`.
 
+Faces one by one (`ops.face_pick`): faces are numbered from 1 in `order`, `faces` picks
+which are repainted, and a prompt split by ``[SEP]`` gives each repainted face its own part;
+`show` draws the numbered detections instead of repainting, so a user can pick.
+
 Strength rule
 -------------
 A face's strength is ``strength × clamp(native / face_side, 0.6, 1)``, with ``face_side`` the
@@ -30,7 +34,7 @@ from PIL import Image
 from sdenhance.detectors import faces as detectors
 from sdenhance.errors import SdenhanceError
 from sdenhance.models.schedulers import DEFAULT_SCHEDULER, SCHEDULERS
-from sdenhance.ops import faces
+from sdenhance.ops import face_pick, faces
 from sdenhance.ops.crops import composite_exact, crop
 from sdenhance.options import option
 from sdenhance.stages import Context, inpaint
@@ -45,8 +49,31 @@ MIN_STRENGTH_FACTOR = 0.6  # the strength rule's floor: big faces keep 60 % of `
 
 @dataclass(frozen=True)
 class Options:
-    prompt: str = option(DEFAULT_PROMPT, "What each repainted face should look like.")
-    negative_prompt: str = option(DEFAULT_NEGATIVE, "What the repainted faces should avoid.")
+    prompt: str = option(
+        DEFAULT_PROMPT,
+        "What each repainted face should look like; `a [SEP] b` gives the first repainted face "
+        "`a`, the second `b` (in `order`; the last part serves the rest, an empty part the "
+        "default prompt).",
+    )
+    negative_prompt: str = option(
+        DEFAULT_NEGATIVE, "What the repainted faces should avoid; `[SEP]` splits it per face too."
+    )
+    order: str = option(
+        "confidence",
+        "How faces are numbered for `faces` and the `[SEP]` prompt parts: confidence (surest "
+        "first), left-right (by box centre) or largest (biggest box first).",
+        choices=face_pick.ORDERS,
+    )
+    faces: str = option(
+        "",
+        "Repaint only these faces, numbered from 1 in `order`, comma separated (e.g. 1,3); "
+        "empty = every face found. `show` draws the numbers.",
+    )
+    show: bool = option(
+        False,
+        "Write the detections drawn on the image (box, number, score; picked faces amber, the "
+        "others grey) instead of repainting; loads no model.",
+    )
     strength: float = option(
         0.3,
         "How far each face may move from the original, 0–1 (0.2–0.4 keeps the person; higher "
@@ -108,7 +135,9 @@ class Options:
     guidance: float = option(
         5.0, "Classifier-free guidance scale, 0–30 (1 disables it; 4–7 typical).", ge=0.0, le=30.0
     )
-    scheduler: str = option(DEFAULT_SCHEDULER, "Sampler.", choices=tuple(SCHEDULERS))
+    scheduler: str = option(
+        DEFAULT_SCHEDULER, "Sampler, by its AUTOMATIC1111-style name.", choices=tuple(SCHEDULERS)
+    )
 
     def check(self) -> None:
         """The mask must fit in its crop, and the detector must exist, before anything loads."""
@@ -118,6 +147,7 @@ class Options:
                 f"({self.dilate} + {self.feather}) so each face's soft mask fits in its crop"
             )
         check_detector(self.detector)
+        face_pick.parse_picks(self.faces)
 
 
 def check_detector(spec: str) -> None:
@@ -134,11 +164,13 @@ def face_strength(strength: float, face: faces.Face, native: int) -> float:
     return strength * min(1.0, max(MIN_STRENGTH_FACTOR, native / side))
 
 
-def inpaint_options(opts: Options, strength: float) -> inpaint.Options:
+def inpaint_options(
+    opts: Options, strength: float, prompt: str, negative_prompt: str
+) -> inpaint.Options:
     """The inpaint stage's options for one face's repaint."""
     return inpaint.Options(
-        prompt=opts.prompt,
-        negative_prompt=opts.negative_prompt,
+        prompt=prompt,
+        negative_prompt=negative_prompt,
         strength=strength,
         steps=opts.steps,
         guidance=opts.guidance,
@@ -147,9 +179,21 @@ def inpaint_options(opts: Options, strength: float) -> inpaint.Options:
     )
 
 
+def pick_faces(found: list[faces.Face], opts: Options, ctx: Context) -> list[int]:
+    """The numbers (from 1, in `order`) of the faces to repaint; asked-for numbers not found
+    are reported and skipped."""
+    picks = face_pick.parse_picks(opts.faces) or tuple(range(1, len(found) + 1))
+    missing = [n for n in picks if n > len(found)]
+    if missing:
+        ctx.log.warning(
+            "facefix: face(s) %s asked for, but %d found", ",".join(map(str, missing)), len(found)
+        )
+    return [n for n in picks if n <= len(found)]
+
+
 def run(image: Image.Image, opts: Options, ctx: Context) -> Image.Image:
-    """Repaint each detected face of an RGB image; pixels outside the face masks stay exact."""
-    # 1. Detect faces; none (or nothing to change) is not an error
+    """Repaint each picked face of an RGB image; pixels outside the face masks stay exact."""
+    # 1. Detect faces, number them in `order`, pick; none (or nothing to change) is not an error
     original = np.asarray(image.convert("RGB"), dtype=np.uint8)
     found = detectors.detect_faces(
         original,
@@ -157,9 +201,20 @@ def run(image: Image.Image, opts: Options, ctx: Context) -> Image.Image:
         max_faces=opts.max_faces,
         detector=detectors.get_detector(opts.detector),
     )
-    ctx.record["faces"] = [{"box": list(f.box), "score": round(f.score, 4)} for f in found]
+    found = face_pick.order_faces(found, opts.order)
+    picked = pick_faces(found, opts, ctx)
+    records = [
+        {"index": n, "box": list(f.box), "score": round(f.score, 4)} for n, f in enumerate(found, 1)
+    ]
+    ctx.record["faces"] = records
     if not found:
         ctx.log.info("facefix: no faces found; the image is unchanged")
+        return image
+    if opts.show:
+        drawn = face_pick.draw_detections(original, found, set(picked))
+        return Image.fromarray(drawn, "RGB")
+    if not picked:
+        ctx.log.info("facefix: none of the faces asked for was found; the image is unchanged")
         return image
     if opts.strength == 0 or opts.blend == 0:
         ctx.log.info("facefix: `strength` or `blend` is 0; the image is unchanged")
@@ -170,23 +225,29 @@ def run(image: Image.Image, opts: Options, ctx: Context) -> Image.Image:
     pipe = engine.inpaint(opts.scheduler)
     native = inpaint.native_resolution(pipe)
     generator = engine.generator(ctx.resolve_seed())
+    prompts = face_pick.split_prompts(opts.prompt)
+    negatives = face_pick.split_prompts(opts.negative_prompt)
 
-    # 3. Per face: crop with context, repaint at native size, colour-match to the face it
-    #    replaces, paste back through mask × blend (each face sees the previous ones' results)
+    # 3. Per picked face: crop with context, repaint at native size with its own prompt,
+    #    colour-match to the face it replaces, paste back through mask × blend (each face
+    #    sees the previous ones' results)
     current = original.copy()
-    for n, (face, record) in enumerate(zip(found, ctx.record["faces"], strict=True)):
+    for k, n in enumerate(picked):
+        face, record = found[n - 1], records[n - 1]
+        prompt = face_pick.prompt_for(prompts, k, DEFAULT_PROMPT)
+        negative = face_pick.prompt_for(negatives, k, DEFAULT_NEGATIVE)
         mask = faces.face_mask(face, image.size, dilate=opts.dilate, feather=opts.feather)
         box = faces.face_crop(face, image.size, padding=opts.padding, multiple=inpaint.LATENT)
         job = inpaint.crop_job(box, crop(mask, box), native)
         strength = face_strength(opts.strength, face, native)
-        label = "facefix" if len(found) == 1 else f"facefix {n + 1}/{len(found)}"
+        label = "facefix" if len(picked) == 1 else f"facefix {k + 1}/{len(picked)} (face {n})"
         context = crop(current, box)
         out = inpaint.repaint_matched(
             pipe,
             context,
             (job.blend > 0).astype(np.float32),
             job,
-            inpaint_options(opts, strength),
+            inpaint_options(opts, strength, prompt, negative),
             generator,
             lambda i, total, label=label: ctx.progress(label, i, total),
             reference=context,
@@ -196,6 +257,7 @@ def run(image: Image.Image, opts: Options, ctx: Context) -> Image.Image:
         x0, y0, x1, y1 = box
         current[y0:y1, x0:x1] = composite_exact(context, out, job.blend * np.float32(opts.blend))
         record.update(strength=round(strength, 4), crop=list(box), size=list(job.size))
+        record.update(prompt=prompt, negative_prompt=negative)
 
     # 5. Record what ran
     ctx.record.update(

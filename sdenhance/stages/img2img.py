@@ -29,7 +29,9 @@ class Options:
     guidance: float = option(
         6.0, "Classifier-free guidance scale (1 disables it).", ge=0.0, le=30.0
     )
-    scheduler: str = option(DEFAULT_SCHEDULER, "Sampler.", choices=tuple(SCHEDULERS))
+    scheduler: str = option(
+        DEFAULT_SCHEDULER, "Sampler, by its AUTOMATIC1111-style name.", choices=tuple(SCHEDULERS)
+    )
 
 
 def pad_to_multiple(image: Image.Image, multiple: int) -> tuple[Image.Image, tuple[int, int]]:
@@ -45,8 +47,17 @@ def pad_to_multiple(image: Image.Image, multiple: int) -> tuple[Image.Image, tup
 
 
 def effective_steps(steps: int, strength: float) -> int:
-    """Raise `steps` so that strength × steps ≥ 1 (diffusers refuses zero denoising steps)."""
-    return max(steps, math.ceil(1.0 / strength)) if strength > 0 else steps
+    """Raise `steps` so that int(strength × steps) ≥ 1 (diffusers refuses zero denoising steps).
+
+    Diffusers truncates the float product, so 5 × 0.19999999999999998 (a computed strength)
+    runs no step although 1 / strength rounds to 5: count up until the product reaches 1.
+    """
+    if strength <= 0:
+        return steps
+    n = max(steps, math.ceil(1.0 / strength))
+    while int(n * strength) < 1:
+        n += 1
+    return n
 
 
 def run(image: Image.Image, opts: Options, ctx: Context) -> Image.Image:

@@ -51,7 +51,9 @@ class Options:
     guidance: float = option(
         6.0, "Classifier-free guidance scale, 0–30 (1 disables it; 4–8 typical).", ge=0.0, le=30.0
     )
-    scheduler: str = option(DEFAULT_SCHEDULER, "Sampler.", choices=tuple(SCHEDULERS))
+    scheduler: str = option(
+        DEFAULT_SCHEDULER, "Sampler, by its AUTOMATIC1111-style name.", choices=tuple(SCHEDULERS)
+    )
     grow: int = option(
         4,
         "Grow the mask by this many px (negative: shrink), -256–256, so the repaint covers the "
@@ -161,7 +163,7 @@ def initial_fill(
     if fill == "blur" or (fill == "telea" and not np.any(region == 0)):
         return blur_fill(rgb, region)  # Telea needs surroundings; a full mask has none
     if fill == "telea":
-        from sdenhance.stages.remove import fill_region
+        from sdenhance.ops.fill import fill_region
 
         return fill_region(rgb, region, method="telea", radius=5)
     if seed is None:

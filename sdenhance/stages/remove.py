@@ -1,7 +1,8 @@
 """Object removal: fill the masked object offline from its surroundings, then optionally refine.
 
-The fill is OpenCV's Telea (fast marching) or Navier-Stokes inpainting, so removal works with no
-model at all. Refinement repaints the fill at low strength with the inpaint stage to give it
+The fill (`ops.fill`) is PatchMatch, which copies the surroundings' texture patch by patch, or
+OpenCV's Telea (fast marching) or Navier-Stokes inpainting, which spread smooth colour inward;
+removal works with no model at all. Refinement repaints the fill at low strength with the inpaint stage to give it
 texture, and is blended back with a ramp that ends at the mask's edge. Either way every pixel
 outside the grown mask is bit-identical to the input.
 """
@@ -11,27 +12,32 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import cv2
 import numpy as np
 from PIL import Image
 
 from sdenhance.errors import SdenhanceError
+from sdenhance.ops import fill
 from sdenhance.ops.crops import composite_exact
 from sdenhance.ops.masks import check_mask, feather, grow, mask_from_image
 from sdenhance.options import option
 
-METHODS = {"telea": cv2.INPAINT_TELEA, "ns": cv2.INPAINT_NS}
+METHODS = fill.METHODS
 
 
 @dataclass(frozen=True)
 class Options:
     method: str = option(
-        "telea",
-        "Offline fill: telea (fast marching, smooth) or ns (Navier-Stokes, follows edges in).",
-        choices=tuple(METHODS),
+        "patchmatch",
+        "Offline fill: patchmatch (copies the surroundings' texture in), telea (fast marching, "
+        "smooth) or ns (Navier-Stokes, follows edges in).",
+        choices=METHODS,
     )
-    radius: int = option(
-        5, "Neighbourhood in px each filled pixel is estimated from, 1–64.", ge=1, le=64
+    radius: int | None = option(
+        None,
+        "telea/ns: neighbourhood in px each filled pixel is estimated from, 1–64 (default 5); "
+        f"patchmatch: radius of the compared patches, 1–{fill.MAX_PATCH_RADIUS} (default 3).",
+        ge=1,
+        le=64,
     )
     grow: int = option(
         8,
@@ -73,9 +79,21 @@ class Options:
     )
 
     def check(self) -> None:
-        """Refinement settings are checked against the inpaint stage before any image loads."""
+        """The fill and the refinement settings are checked before any image loads."""
+        if self.method == "patchmatch" and fill_radius(self) > fill.MAX_PATCH_RADIUS:
+            raise SdenhanceError(
+                f"`radius` {self.radius} is too large for patchmatch; use 1–"
+                f"{fill.MAX_PATCH_RADIUS} (larger patches cost much more time for little gain)"
+            )
+        if self.method == "patchmatch":
+            fill.require_patchmatch()
         if self.refine:
             inpaint_options(self)
+
+
+def fill_radius(opts: Options) -> int:
+    """The radius the fill uses: the option, or the method's default."""
+    return opts.radius if opts.radius is not None else fill.DEFAULT_RADIUS[opts.method]
 
 
 def inpaint_options(opts: Options) -> Any:
@@ -109,29 +127,6 @@ def inpaint_options(opts: Options) -> Any:
     )
 
 
-def fill_region(rgb: np.ndarray, region: np.ndarray, *, method: str, radius: int) -> np.ndarray:
-    """Offline fill of `region` from its surroundings; other pixels are returned untouched.
-
-    Parameters
-    ----------
-    rgb : ndarray of shape (H, W, 3), uint8
-    region : ndarray of shape (H, W), float
-        1 = fill; must leave some pixel unselected to fill from.
-    method : "telea" or "ns"
-    radius : int
-        Inpainting neighbourhood in pixels.
-
-    Returns
-    -------
-    ndarray of shape (H, W, 3), uint8, bit-identical to `rgb` where region == 0
-    """
-    selected = region > 0
-    filled = cv2.inpaint(
-        np.ascontiguousarray(rgb), selected.astype(np.uint8) * 255, float(radius), METHODS[method]
-    )
-    return composite_exact(rgb, filled, selected.astype(np.float32))
-
-
 def run(image: Image.Image, opts: Options, ctx: Any) -> Image.Image:
     """Remove the object under `ctx.images["mask"]` (white = object) from an RGB image."""
     # 1. Check inputs
@@ -152,7 +147,9 @@ def run(image: Image.Image, opts: Options, ctx: Any) -> Image.Image:
     # 3. Offline fill
     rgb = np.asarray(image.convert("RGB"), dtype=np.uint8)
     ctx.progress("remove", 0, 2 if refine else 1)
-    filled = fill_region(rgb, region, method=opts.method, radius=opts.radius)
+    seed = ctx.resolve_seed() if opts.method == "patchmatch" else 0
+    radius = fill_radius(opts)
+    filled = fill.fill_region(rgb, region, method=opts.method, radius=radius, seed=seed)
     ctx.progress("remove", 1, 2 if refine else 1)
     if refine is None:
         return Image.fromarray(filled, "RGB")

@@ -28,6 +28,7 @@ from sdenhance.io.convert import from_array, to_array
 from sdenhance.models.engine import warn_long_prompts
 from sdenhance.models.schedulers import DEFAULT_SCHEDULER, SCHEDULERS
 from sdenhance.ops import tiling
+from sdenhance.ops.color import DEFAULT_METHOD as COLOR_DEFAULT
 from sdenhance.ops.color import METHODS as COLOR_METHODS
 from sdenhance.options import MAX_SIDE, option
 from sdenhance.stages import Context
@@ -62,7 +63,8 @@ class Options:
     negative_prompt: str = option(DEFAULT_NEGATIVE, "What to steer away from.")
     creativity: float = option(
         0.35,
-        "Denoising strength: 0 = pre-upscaler only; portraits 0.2–0.4, landscapes 0.5–0.7.",
+        "Denoising strength: 0 = the pre-upscaler alone (Real-ESRGAN, offline, no diffusion "
+        "model); portraits 0.2–0.4, landscapes 0.5–0.7.",
         ge=0.0,
         le=1.0,
     )
@@ -73,12 +75,15 @@ class Options:
         20, "Sampler steps of the full schedule (creativity × steps run).", ge=1, le=500
     )
     guidance: float = option(
-        6.0, "Classifier-free guidance scale (1 disables it).", ge=0.0, le=30.0
+        6.0, "Classifier-free guidance scale (1 disables it; 4–8 typical).", ge=0.0, le=30.0
     )
-    scheduler: str = option(DEFAULT_SCHEDULER, "Sampler.", choices=tuple(SCHEDULERS))
+    scheduler: str = option(
+        DEFAULT_SCHEDULER, "Sampler, by its AUTOMATIC1111-style name.", choices=tuple(SCHEDULERS)
+    )
     upscaler: str = option(
         "realesrgan-x4plus",
-        "Pre-upscaler: realesrgan-x4plus, realesrgan-x4plus-anime, lanczos, bicubic or a model path.",
+        "Pre-upscaler: realesrgan-x4plus, realesrgan-x4plus-anime, realesr-animevideov3-x2/x3/x4, "
+        "lanczos, bicubic, or a .pth/.safetensors model path (needs sdenhance[upscalers]).",
     )
     tile: int | None = option(
         None,
@@ -105,8 +110,9 @@ class Options:
         multiple_of=64,
     )
     color_fix: str = option(
-        "wavelet",
-        "Colour fix against the pre-upscale: wavelet, lab, hist, adain or none.",
+        COLOR_DEFAULT,
+        "Colour fix against the pre-upscale: local (a local colour map; drift removed at every "
+        "scale), wavelet, lab, hist, adain or none.",
         choices=tuple(COLOR_METHODS),
     )
     blend: float = option(

@@ -80,6 +80,15 @@ def run_tiled(
     return merge_tiles(scaled, patches(), w * scale, h * scale, overlap * scale)
 
 
+def to_uint8(arr: np.ndarray) -> np.ndarray:
+    """Float pixels in [0, 1] -> uint8, in place: no second float copy of the output."""
+    arr = np.asarray(arr, dtype=np.float32)
+    np.clip(arr, 0.0, 1.0, out=arr)
+    arr *= 255.0
+    np.rint(arr, out=arr)
+    return arr.astype(np.uint8)
+
+
 def _pass_sizes(src: tuple[int, int], dst: tuple[int, int], scale: int) -> list[tuple[int, int]]:
     """Input size of each model pass: enough ×`scale` passes to reach `dst`, none wasted.
 
@@ -273,10 +282,10 @@ def upscale(
                 progress=progress,
                 label=label,
             )
-        return resize(a, dst, method)
+        # the model's output is the one output-size float buffer: reused unless resampled
+        return a if a.shape[:2] == (dst[1], dst[0]) else resize(a, dst, method)
 
-    out = np.clip(enlarge(arr, ""), 0.0, 1.0)
-    result = Image.fromarray(np.rint(out * 255.0).astype(np.uint8), "RGB")
+    result = Image.fromarray(to_uint8(enlarge(arr, "")), "RGB")
 
     # 4. Alpha through the same upscaler, so its edges are as sharp as the colour's.
     if alpha is not None:
@@ -287,9 +296,7 @@ def upscale(
             up_alpha = _clamp_to_neighbourhood(up_alpha, alpha)
         else:
             up_alpha = resize(alpha, dst, method)
-        result.putalpha(
-            Image.fromarray(np.rint(np.clip(up_alpha, 0, 1) * 255.0).astype(np.uint8), "L")
-        )
+        result.putalpha(Image.fromarray(to_uint8(up_alpha), "L"))
     if mode in ("L", "LA", "1", "I", "I;16", "F"):
         result = result.convert("LA" if alpha is not None else "L")
     return result

@@ -1,0 +1,136 @@
+"""The loop every image command runs: expand inputs, name outputs, shard, skip, run, save, summarise."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import typer
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from sdenhance.batch import BatchItem, expand_inputs, plan, run_batch
+from sdenhance.cli.console import err_console, out_console
+from sdenhance.cli.engine_options import rank_device
+from sdenhance.models.config import EngineConfig
+from sdenhance.stages import Context
+
+
+def process_images(
+    inputs: list[str],
+    output: str | None,
+    op: str,
+    work: Callable[[BatchItem, Context], tuple[Any, dict[str, Any]]],
+    *,
+    overwrite: bool = False,
+    engine: EngineConfig | None = None,
+    seed: int | None = None,
+    fields: dict[str, Any] | None = None,
+) -> None:
+    """The loop every image command runs: expand, name, shard, skip existing, run, save, summarise.
+
+    `work(item, ctx)` returns (PIL image, extra metadata). Models load once and are shared by
+    all items. Under `accelerate launch` (or RANK/WORLD_SIZE) each process takes its share of
+    the inputs; output names are decided over all inputs first, so they never depend on the
+    number of processes. Exit: 0 all done, 2 bad single input, 3 some failed, 130 interrupted.
+    """
+    from sdenhance.batch import rank_and_world, shard
+    from sdenhance.io.save import save_image
+
+    paths = expand_inputs(inputs)
+    items = plan(
+        paths, output, op, fields={"seed": seed if seed is not None else "rand", **(fields or {})}
+    )
+    rank, world = rank_and_world()
+    if world > 1:
+        items = shard(items, rank, world)
+        engine = rank_device(engine)
+        logging.getLogger("sdenhance").info(
+            "process %d of %d: %d input(s)", rank + 1, world, len(items)
+        )
+    shared: dict[str, Any] = {"engine": None}
+    finished: list[BatchItem] = []
+    show = err_console.is_terminal and not err_console.is_dumb_terminal
+
+    with Progress(
+        TextColumn("{task.description}", style="bold", markup=False),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        disable=not show,
+        transient=True,
+    ) as bar:
+        batch_task = bar.add_task("images", total=len(items), visible=len(items) > 1)
+        step_task = bar.add_task(op, total=1)
+
+        def progress(label: str, done: int, total: int) -> None:
+            bar.update(step_task, description=label, completed=done, total=max(total, 1))
+
+        def one(item: BatchItem) -> None:
+            ctx = Context(engine_config=engine, seed=seed, progress=progress)
+            ctx._engine = shared["engine"]
+            try:
+                image, extra = work(item, ctx)
+            finally:
+                shared["engine"] = ctx._engine
+            record = {**ctx.record, "input": input_record(item.input), **extra}
+            save_image(image, item.output, metadata=record, protect=paths)
+            finished.append(item)
+            out_console.print(str(item.output))
+
+        def on_item(n: int, total: int, item: BatchItem) -> None:
+            bar.update(batch_task, completed=n)
+            bar.reset(step_task, description=op, total=1)
+            if not show and total > 1:
+                err_console.print(f"[{n + 1}/{total}] {item.input}")
+
+        try:
+            summary = run_batch(items, one, overwrite=overwrite, on_item=on_item)
+        except KeyboardInterrupt:
+            bar.stop()
+            err_console.print(
+                f"interrupted: {len(finished)} of {len(items)} written; no partial file is left, "
+                "and the same command resumes (finished outputs are skipped)"
+            )
+            raise
+        bar.update(batch_task, completed=len(items))
+
+    for item in summary.skipped:
+        err_console.print(f"skipped {item.input}: {item.output} exists (use --overwrite)")
+    if summary.failed:
+        print_failures(summary.failed, len(items))
+    if len(items) > 1:
+        err_console.print(
+            f"done {len(summary.done)}, skipped {len(summary.skipped)}, failed {len(summary.failed)}"
+        )
+    if summary.exit_code:
+        raise typer.Exit(summary.exit_code)
+
+
+def input_record(path: Any) -> dict[str, Any]:
+    """Name and SHA-256 (first 16 hex digits) of an input, for the output's run record."""
+    import hashlib
+    from pathlib import Path
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return {"name": Path(path).name, "sha256": digest.hexdigest()[:16]}
+
+
+def print_failures(failed: list[tuple[BatchItem, str]], total: int) -> None:
+    """The failed items as a table on stderr."""
+    from rich.table import Table
+
+    table = Table(
+        title=f"{len(failed)} of {total} failed", title_style="bold red", title_justify="left"
+    )
+    table.add_column("input", overflow="fold")
+    table.add_column("error", overflow="fold")
+    for item, message in failed:
+        table.add_row(str(item.input), message)
+    # wide enough on a log or pipe that no path or message is folded across lines
+    err_console.print(table, width=None if err_console.is_terminal else 1000)
