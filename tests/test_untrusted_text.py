@@ -295,7 +295,7 @@ def test_error_line_is_one_line_whatever_the_name(tmp_path):
     result = CliRunner().invoke(app, ["info", str(name)])
     assert result.exit_code == 2
     assert result.stderr.count("\n") == 1 and "\x1b" not in result.stderr
-    assert result.stderr.startswith("error: input not found:") and "bad\\x0aname\\x1b[2J" in (
+    assert result.stderr.startswith("error: input not found:") and "bad\\nname\\x1b[2J" in (
         result.stderr
     )
 

@@ -234,6 +234,7 @@ def run(
             specs.insert(0, recipe)
         record = _record_of(from_image)
         the_recipe = Recipe.from_record(record, from_image)
+        the_recipe.validate(overrides)  # the whole record is checked before any file is looked up
         specs = specs or [_recorded_input(record, from_image)]
         seed = seed if seed is not None else record.seed
         engine = dataclasses.replace(  # flags win over the recorded models
