@@ -127,8 +127,9 @@ def engine_config(
     attention_slicing: bool = False,
     allow_pickle: bool = False,
 ) -> EngineConfig:
-    from sdenhance.models.config import check_config
+    from sdenhance.models.config import check_config, user_defaults
 
+    user_defaults()  # a broken config file is reported before any work, not at the first load
     cfg = EngineConfig(
         model=model,
         controlnet=controlnet,

@@ -61,7 +61,7 @@ def process_images(
     show = err_console.is_terminal and not err_console.is_dumb_terminal
 
     with Progress(
-        TextColumn("[bold]{task.description}"),
+        TextColumn("{task.description}", style="bold", markup=False),
         BarColumn(),
         TextColumn("{task.completed}/{task.total}"),
         TimeElapsedColumn(),

@@ -46,7 +46,7 @@ def _load_mask(spec: str) -> Image.Image | None:
         raise SdenhanceError(f"`--mask`: no such file {spec!r}; give a mask image or `alpha`")
     from sdenhance.io.load import load_image
 
-    loaded = load_image(spec)
+    loaded = load_image(spec, metadata=False)
     return join_alpha(loaded.image, loaded.alpha)
 
 
@@ -59,7 +59,7 @@ def _masked_input(path: Path, mask_image: Image.Image | None, ctx: Context) -> I
     from sdenhance.io.load import load_image
     from sdenhance.ops.masks import mask_from_alpha
 
-    loaded = load_image(path)
+    loaded = load_image(path, metadata=False)
     image, alpha = loaded.image, loaded.alpha
     if mask_image is None:
         if alpha is None:

@@ -25,6 +25,7 @@ from sdenhance.models.config import (
     user_defaults,
 )
 from sdenhance.models.device import attention_backend, dtype_kwargs, pick_device, pick_dtype
+from sdenhance.models.load_checks import check_loaded, load_error, load_errors
 from sdenhance.models.resolve import ResolvedModel, hub_cache_dir, hub_offline, resolve
 from sdenhance.models.schedulers import DEFAULT_SCHEDULER, make_scheduler
 
@@ -177,19 +178,15 @@ class Engine:
                 pipe = cls.from_pretrained(str(resolved.path), local_files_only=True, **kwargs)
         except SdenhanceError:
             raise
-        except (
-            OSError,
-            ValueError,
-            HfHubHTTPError,
-        ) as exc:  # LocalEntryNotFoundError is an OSError
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        except (*load_errors(), HfHubHTTPError) as exc:  # LocalEntryNotFoundError: an OSError
             hint = None
             if resolved.kind == "single_file":
                 hint = (
                     "a single-file checkpoint needs its family's configs: go online once, or pass "
                     "--model-config with a diffusers folder of the same family"
                 )
-            raise SdenhanceError(f"could not load {resolved.spec}: {first}", hint=hint) from None
+            raise load_error(resolved.spec, exc, hint) from None
+        check_loaded(pipe, resolved.spec)
         self.load_seconds += time.perf_counter() - t0
         pipe.set_progress_bar_config(disable=True)
         self._place(pipe)
@@ -294,10 +291,9 @@ class Engine:
                 net = diffusers.ControlNetModel.from_pretrained(
                     str(resolved.path), **dtype_kwargs(self.dtype), local_files_only=True
                 )
-        except (OSError, ValueError) as exc:
-            raise SdenhanceError(
-                f"could not load ControlNet {resolved.spec}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
-            ) from None
+        except load_errors() as exc:
+            raise load_error(f"ControlNet {resolved.spec}", exc) from None
+        check_loaded(net, f"ControlNet {resolved.spec}")
         self.load_seconds += time.perf_counter() - t0
         if self.config.offload == "none":
             net.to(self.device)

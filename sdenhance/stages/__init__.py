@@ -89,6 +89,11 @@ class Context:
             self._engine = Engine(self.engine_config or EngineConfig())
         return self._engine
 
+    @property
+    def allow_pickle(self) -> bool:
+        """`--allow-pickle`: every loader that takes a model path honours it, upscalers too."""
+        return bool(self.engine_config is not None and self.engine_config.allow_pickle)
+
     def resolve_seed(self) -> int:
         """The seed for this image: the given one, or a fresh one that is then recorded."""
         if self.seed is None:

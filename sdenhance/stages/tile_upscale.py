@@ -26,13 +26,14 @@ from sdenhance.diffusion.sampling import img2img_timesteps, noised_latents
 from sdenhance.diffusion.tiled_denoise import LATENT_FACTOR, tiled_denoise
 from sdenhance.diffusion.tiled_vae import vae_decode, vae_encode
 from sdenhance.errors import SdenhanceError
+from sdenhance.io import limits
 from sdenhance.io.convert import from_array, to_array
 from sdenhance.models.engine import warn_long_prompts
 from sdenhance.models.schedulers import DEFAULT_SCHEDULER, SCHEDULERS, make_scheduler
 from sdenhance.ops import tiling
 from sdenhance.ops.color import DEFAULT_METHOD as COLOR_DEFAULT
 from sdenhance.ops.color import METHODS as COLOR_METHODS
-from sdenhance.options import option
+from sdenhance.options import MAX_SIDE, option
 from sdenhance.stages import Context
 from sdenhance.stages.img2img import DEFAULT_NEGATIVE, effective_steps
 from sdenhance.stages.tile_checks import preflight, refuse_resemblance
@@ -61,7 +62,7 @@ __all__ = [
 
 log = logging.getLogger("sdenhance")
 
-MAX_OUTPUT_PIXELS = 400_000_000  # 20000×20000: beyond this, memory for the buffers alone is huge
+MAX_OUTPUT_PIXELS = limits.MAX_OUTPUT_PIXELS  # 20000×20000: beyond, the buffers alone are huge
 
 
 @dataclass(frozen=True)
@@ -70,10 +71,16 @@ class Options:
         2.0, "Upscale factor (≥ 1); ignored when width/height are given.", ge=1.0, le=32.0
     )
     width: int | None = option(
-        None, "Exact output width in px (height follows the aspect unless given).", ge=1
+        None,
+        "Exact output width in px (height follows the aspect unless given).",
+        ge=1,
+        le=MAX_SIDE,
     )
     height: int | None = option(
-        None, "Exact output height in px (width follows the aspect unless given).", ge=1
+        None,
+        "Exact output height in px (width follows the aspect unless given).",
+        ge=1,
+        le=MAX_SIDE,
     )
     prompt: str = option("", "What the image shows; guides the new detail in every tile.")
     negative_prompt: str = option(DEFAULT_NEGATIVE, "What to steer away from.")
@@ -109,12 +116,14 @@ class Options:
         None,
         "Largest tile in output px, a multiple of 8 and ≥ 64; default: the model's native size (512 SD 1.5, 1024 SDXL).",
         ge=64,
+        le=4096,
         multiple_of=8,
     )
     overlap: int = option(
         64,
         "Minimum tile overlap in output px, a multiple of 8, smaller than the tile.",
         ge=0,
+        le=2048,
         multiple_of=8,
     )
     tile_batch: int = option(
@@ -125,6 +134,7 @@ class Options:
         "VAE tile in output px (a multiple of 64): smaller uses less device memory, the result "
         "is the same (GroupNorm and attention see the whole image).",
         ge=128,
+        le=4096,
         multiple_of=64,
     )
     color_fix: str = option(
@@ -141,6 +151,8 @@ class Options:
     )
 
     def check(self) -> None:
+        if self.width is not None and self.height is not None:
+            limits.check_output_size((self.width, self.height))  # before any model loads
         # without `tile` the model's native size applies: checked by `preflight`
         if self.tile is not None and self.overlap >= self.tile:
             raise SdenhanceError(
@@ -225,6 +237,7 @@ def pre_upscale(
         size=size,
         upscaler=opts.upscaler,
         progress=lambda label, done, total: ctx.progress(f"pre-upscale {label}", done, total),
+        allow_pickle=ctx.allow_pickle,
     )
 
 
