@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.sdenhance-installed
 
-.PHONY: demo test bench
+.PHONY: demo test bench bench-gpu
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,3 +26,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) bench/run.py
+
+# the GPU path (bench/gpu.py); without a CUDA GPU it says so and measures nothing
+bench-gpu: $(STAMP)
+	HF_HUB_OFFLINE=1 $(PY) bench/gpu.py --out bench/GPU.md

@@ -5,7 +5,9 @@
     python bench/run.py --quick --results /tmp/r.md   # tiny models and sizes (the smoke test)
 
 Benchmarks: overhead, grid, naive, memory, esrgan, precision, batch (see RESULTS.md for what
-each measures). Models are built once (random weights, nothing downloaded) under --cache,
+each measures). Scripts that need no model (`bench/colorfix.py`, `bench/removal.py`) run alone
+and write their own marked sections of RESULTS.md, which this script keeps. Models are built
+once (random weights, nothing downloaded) under --cache,
 $SDENHANCE_BENCH_CACHE or /tmp/sdenhance-bench, and loaded through `Enhancer(model=folder)`.
 """
 

@@ -15,4 +15,6 @@ class SdenhanceError(Exception):
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
         self.hint = hint
-        super().__init__(message if hint is None else f"{message} ({hint})")
+        text = message if hint is None else f"{message} ({hint})"
+        # one line, whatever a file or path named in it holds
+        super().__init__(text.replace("\r", "\\r").replace("\n", "\\n"))

@@ -89,3 +89,28 @@ def test_seam_ratio_sees_a_step_and_not_a_smooth_image(bench_modules):
     stepped = smooth.copy()
     stepped[:, 128:] += 0.2  # a tone step at the middle of the overlap
     assert naive.seam_ratio(stepped, cols, rows) > 2
+
+
+def test_colorfix_benchmark_scores_and_tables():
+    sys.path.insert(0, str(BENCH))
+    try:
+        import colorfix
+
+        scores = colorfix.evaluate(photos=("chelsea",), drifts=("cast",))
+        tables, _ = colorfix.tables(scores, None)
+        verdicts = colorfix.verdicts(scores)
+    finally:
+        sys.path.remove(str(BENCH))
+    assert tables[0].startswith(
+        "| method | dE (same size) | detail (same size) | gain (same size) |"
+    )
+    assert "| dE by drift | cast = | cast 1/4 |" in tables[1]
+    de = {m: next(v[0] for k, v in s.items() if k[2] == 4) for m, s in scores.items()}
+    # the clean photo plus its texture is the floor; the drifted output is far above it
+    assert de["oracle"] < de["local"] < de["none"]
+    assert de["none"] > 3.0
+    assert set(scores) >= {"local", "wavelet", "lab", "hist", "adain", "none", "oracle"}
+    assert [v[0].split(",")[1].strip() for v in verdicts] == [
+        "same-size reference: mean dE2000 ≤ 0.35 with detail correlation ≥ 0.96",
+        "1/4-size reference: mean dE2000 ≤ 0.35 with detail correlation ≥ 0.96",
+    ]

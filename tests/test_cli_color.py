@@ -48,7 +48,7 @@ def test_colorfix_writes_a_corrected_image(files):
     assert delta_e(after, original) < 0.5 * delta_e(before, original)
     record = json.loads(Image.open(out).text["sdenhance"])
     assert record["steps"] == [
-        {"stage": "colorfix", "options": {"method": "wavelet", "strength": 1.0}}
+        {"stage": "colorfix", "options": {"method": "local", "strength": 1.0}}
     ]
     assert record["reference"] == str(files["original"])
 
@@ -91,7 +91,10 @@ def test_colorfix_keeps_transparency_and_handles_folders(files, tmp_path):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (("--method", "rgb"), "`method` must be one of wavelet, lab, hist, adain, none; got 'rgb'"),
+        (
+            ("--method", "rgb"),
+            "`method` must be one of local, wavelet, lab, hist, adain, none; got 'rgb'",
+        ),
         (("--strength", "1.5"), "`strength` must be ≥ 0.0 and ≤ 1.0; got 1.5"),
     ],
 )
@@ -203,7 +206,16 @@ def test_compare_missing_file_exits_2(files):
 
 def test_help_names_every_option_with_its_range():
     for command, words in {
-        "colorfix": ["--reference", "--method", "wavelet", "--strength", "0–1", "Colour", "Output"],
+        "colorfix": [
+            "--reference",
+            "--method",
+            "local",
+            "wavelet",
+            "--strength",
+            "0–1",
+            "Colour",
+            "Output",
+        ],
         "blend": ["--original", "--opacity", "0–1"],
         "denoise": ["--strength", "--method", "nlmeans"],
         "compare": ["--json", "PSNR", "SSIM"],

@@ -17,6 +17,7 @@ from sdenhance.api import apply_stage, build_options
 from sdenhance.errors import SdenhanceError
 from sdenhance.io.convert import from_array, to_array
 from sdenhance.ops.color import (
+    DEFAULT_METHOD,
     METHODS,
     color_transfer,
     hist_transfer,
@@ -114,8 +115,11 @@ def test_hist_equals_skimage_match_histograms():
 def test_strength_blends_linearly(method):
     rng = np.random.default_rng(2)
     image = rng.uniform(0.2, 0.6, (12, 12, 3))
-    reference = rng.uniform(0.4, 0.8, (12, 12, 3))
+    # a recoloured, slightly changed copy: no method's full correction leaves [0, 1] (clipping
+    # happens after the blend, so only unclipped results blend exactly linearly)
+    reference = 0.25 + 0.9 * image + rng.uniform(-0.05, 0.05, (12, 12, 3))
     full = color_transfer(image, reference, method)
+    assert 0.0 < full.min() and full.max() < 1.0
     half = color_transfer(image, reference, method, strength=0.5)
     np.testing.assert_allclose(half, 0.5 * image + 0.5 * full, atol=1e-6)
     np.testing.assert_allclose(
@@ -126,7 +130,10 @@ def test_strength_blends_linearly(method):
 @pytest.mark.parametrize(
     ("kwargs", "words"),
     [
-        ({"method": "reinhard"}, ["`method`", "'reinhard'", "wavelet, lab, hist, adain, none"]),
+        (
+            {"method": "reinhard"},
+            ["`method`", "'reinhard'", "local, wavelet, lab, hist, adain, none"],
+        ),
         ({"strength": 1.5}, ["`strength`", "1.5", "[0, 1]"]),
         ({"mask": np.ones((3, 3))}, ["`mask`", "4×5"]),
         ({"mask": np.zeros((5, 4))}, ["`mask`", "no pixels"]),
@@ -492,13 +499,15 @@ def test_colorfix_stage_keeps_alpha_and_checks_options():
     from sdenhance.stages import colorfix
 
     assert colorfix.METHODS == METHODS
+    assert colorfix.Options().method == DEFAULT_METHOD == "local"
     rgba = _photo().convert("RGBA")
     rgba.putalpha(128)
     opts = build_options("colorfix", {"method": "lab", "strength": 0.5})
     out = apply_stage("colorfix", rgba, opts, Context(images={"reference": _photo("coffee")}))
     assert out.mode == "RGBA" and np.all(np.asarray(out)[..., 3] == 128)
     with pytest.raises(
-        SdenhanceError, match="`method` must be one of wavelet, lab, hist, adain, none; got 'rgb'"
+        SdenhanceError,
+        match="`method` must be one of local, wavelet, lab, hist, adain, none; got 'rgb'",
     ):
         build_options("colorfix", {"method": "rgb"})
     with pytest.raises(SdenhanceError, match="`strength`"):

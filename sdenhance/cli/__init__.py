@@ -10,11 +10,11 @@ import signal
 import sys
 
 import click
-import rich.markup
 import typer
 from typer.core import TyperGroup
 
 from sdenhance.cli.common import err_console
+from sdenhance.cli.terminal import error_line, quiet_libraries
 from sdenhance.errors import SdenhanceError
 
 
@@ -22,11 +22,11 @@ class _Group(TyperGroup):
     """Maps user errors to one line + exit 2 and interrupts to exit 130, for every command."""
 
     def invoke(self, ctx: click.Context):  # type: ignore[override]
+        quiet_libraries()
         try:
             return super().invoke(ctx)
         except SdenhanceError as exc:
-            message = rich.markup.escape(str(exc))  # `pip install 'x[extra]'` is not markup
-            err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+            err_console.print(error_line(str(exc)), soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
             err_console.print("interrupted", highlight=False)

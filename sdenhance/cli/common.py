@@ -186,7 +186,7 @@ def stage_work(
         ctx.images.update(roles or {})
         if load is not None:
             return apply_stage(stage, load(item.input, ctx), opts, ctx), dict(extra or {})
-        loaded = load_image(item.input)
+        loaded = load_image(item.input, metadata=input_prompt)  # unused metadata stays unread
         item_opts = use_input_prompt(loaded, opts, ctx, enabled=input_prompt)
         image = join_alpha(loaded.image, loaded.alpha)
         return apply_stage(stage, image, item_opts, ctx), dict(extra or {})

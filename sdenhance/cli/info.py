@@ -9,12 +9,14 @@ from typing import Annotated, Any
 import typer
 
 from sdenhance.cli.common import out_console
+from sdenhance.io.safe_text import terminal_json
 
 app = typer.Typer()
 
 
 def _print(text: str) -> None:
-    # prompts hold "[...]" and ":name:" that Rich would read as markup or emoji codes
+    # prompts hold "[...]" and ":name:" that Rich would read as markup or emoji codes, and may
+    # hold terminal escapes: the console prints literally and shows control characters escaped
     out_console.print(text, markup=False, emoji=False, highlight=False, soft_wrap=True)
 
 
@@ -45,7 +47,7 @@ def info(
         **meta.to_dict(),
     }
     if as_json:
-        _print(json.dumps(summary, ensure_ascii=False, default=str))
+        _print(terminal_json(summary, default=str))  # exact values, escapes where needed
         return
 
     _print(f"path:     {loaded.path}")
@@ -79,9 +81,7 @@ def info(
         _print(f"comfyui:  {' and '.join(parts)} graph present (see --json)")
     if meta.sdenhance:
         _print("sdenhance record:")
-        for line in json.dumps(
-            meta.sdenhance, indent=2, ensure_ascii=False, default=str
-        ).splitlines():
+        for line in terminal_json(meta.sdenhance, indent=2, default=str).splitlines():
             _print(f"  {line}")
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from PIL import Image
 
 from sdenhance.errors import SdenhanceError
+from sdenhance.io.bombs import check_data_size
 from sdenhance.io.convert import depth_mode, join_alpha, split_alpha
 from sdenhance.io.depth import (
     exact_high_depth,
@@ -37,6 +38,7 @@ from sdenhance.io.loaded import (
     one_line,
 )
 from sdenhance.io.metadata import ImageMetadata, metadata_from_pil
+from sdenhance.io.paths import require_file
 from sdenhance.io.profiles import to_srgb
 
 log = logging.getLogger("sdenhance")
@@ -53,7 +55,10 @@ _LOAD_FORMATS = {"PNG": "PNG", "JPEG": "JPEG", "MPO": "JPEG", "WEBP": "WEBP", "T
 
 
 def load_image(
-    path: str | os.PathLike[str], *, max_pixels: int | None = DEFAULT_MAX_PIXELS
+    path: str | os.PathLike[str],
+    *,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    metadata: bool = True,
 ) -> LoadedImage:
     """Read PNG/JPEG/WebP/TIFF as 8-bit sRGB RGB with its alpha aside as 'L'.
 
@@ -61,6 +66,7 @@ def load_image(
     (`max_pixels`, None = no cap; the default can be changed with `SDENHANCE_MAX_PIXELS`).
     Applies EXIF orientation, converts any mode, bit depth and embedded ICC profile to 8-bit
     sRGB (16-bit scaled, not clipped; float assumed in [0, 1]) and takes frame 0 of animations.
+    `metadata=False` leaves the generation metadata unread (an empty `ImageMetadata`).
     """
     path = Path(path)
     if max_pixels == DEFAULT_MAX_PIXELS:
@@ -84,7 +90,7 @@ def load_image(
         source_mode = im.mode
         orientation = _orientation(im)
         icc = im.info.get("icc_profile")
-        metadata = metadata_from_pil(im)
+        meta = metadata_from_pil(im, notes) if metadata else ImageMetadata()
         array = exact_high_depth(im, path, fmt, notes)
         if array is not None:
             source_mode = depth_mode(array)
@@ -97,7 +103,20 @@ def load_image(
         im.close()
     rgb = to_srgb(base, icc, notes)
     rgb, alpha = apply_orientation(rgb, alpha, orientation, notes)
-    return finish_loaded(rgb, alpha, path, fmt, metadata, notes, source_mode)
+    return finish_loaded(rgb, alpha, path, fmt, meta, notes, source_mode)
+
+
+def upright_size(path: str | os.PathLike[str]) -> tuple[int, int] | None:
+    """(W, H) of an image once loaded (EXIF orientation applied), from its header alone; None
+    when the header cannot tell (loading the image then decides)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                w, h = im.size
+                return (h, w) if _orientation(im) in (5, 6, 7, 8) else (w, h)
+    except Exception:  # unreadable here: the load reports it, per input
+        return None
 
 
 def _open_checked(path: Path, max_pixels: int | None) -> Image.Image | None:
@@ -106,10 +125,7 @@ def _open_checked(path: Path, max_pixels: int | None) -> Image.Image | None:
     Pillow's own decompression-bomb warning is caught here (never process-wide): our cap is
     the one that decides. Returns None for a TIFF only tifffile can parse.
     """
-    if not path.exists():
-        raise SdenhanceError(f"input not found: {path}")
-    if path.is_dir():
-        raise SdenhanceError(f"input {path} is a folder, not an image")
+    require_file(path, "input")  # never open a FIFO, socket or device: reading could block
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -132,6 +148,7 @@ def _open_checked(path: Path, max_pixels: int | None) -> Image.Image | None:
         )
     try:
         check_pixel_limit(path, im.size, max_pixels)
+        check_data_size(im, path)
     except SdenhanceError:
         im.close()
         raise

@@ -6,7 +6,6 @@ import dataclasses
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -15,11 +14,12 @@ import numpy as np
 from PIL import Image
 
 from sdenhance.errors import SdenhanceError
+from sdenhance.io.atomic import write_atomic
 from sdenhance.io.convert import split_alpha
 from sdenhance.io.depth import to_8bit
 from sdenhance.io.exif import EXIF_IFD, IMAGE_DESCRIPTION, JPEG_MAX_EXIF, SOFTWARE, USER_COMMENT
 from sdenhance.io.infotext import format_infotext
-from sdenhance.io.loaded import one_line
+from sdenhance.io.paths import check_output, describe_os_error
 
 log = logging.getLogger("sdenhance")
 
@@ -62,15 +62,18 @@ def save_image(
             raise SdenhanceError(
                 f"refusing to overwrite the input {other}; choose another output path"
             )
-    if path.is_dir():
+    if os.path.isdir(path):  # False (not an error) for a name too long to exist
         raise SdenhanceError(f"output {path} is a folder; give a file name")
+    check_output(path)
     out = _prepare_for_save(image, alpha, fmt, path)
     params = _save_params(out, fmt, metadata, quality)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise SdenhanceError(f"cannot create folder {path.parent}: {exc.strerror or exc}") from None
-    _write_atomic(path, lambda f: out.save(f, format=fmt, **params))
+        raise SdenhanceError(
+            f"cannot create folder {path.parent}: {describe_os_error(exc)}"
+        ) from None
+    write_atomic(path, lambda f: out.save(f, format=fmt, **params))
     return path
 
 
@@ -193,50 +196,3 @@ def _json_default(value: Any) -> Any:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return dataclasses.asdict(value)
     return str(value)
-
-
-def _write_atomic(path: Path, write) -> None:
-    """Write through a hidden temp file in the target folder, fsync, then rename over `path`;
-    on any failure (interrupts included) the temp file goes and `path` is untouched."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get normal permissions
-        os.replace(tmp, path)
-    except BaseException as exc:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        if isinstance(exc, OSError):
-            raise SdenhanceError(f"cannot write {path}: {exc.strerror or one_line(exc)}") from None
-        raise
-    _fsync_dir(path.parent)
-
-
-def _umask() -> int:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except OSError:
-        pass
-    return 0o022
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make the rename itself durable (POSIX only; best effort)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

@@ -6,11 +6,18 @@ repainted region rarely matches its surroundings. Each method below moves `image
 
 Methods
 -------
-wavelet (default after an upscale)
+local (default after an upscale)
+    A smooth, locally varying affine colour map (3×3 matrix and offset per pixel) fitted from
+    the image's low frequencies to the reference's, applied to every pixel so it corrects the
+    detail too, then the remaining low-frequency difference swapped (`ops.color_local`).
+    Removes multiplicative drift (gain, saturation, contrast, tone curves) at every scale and
+    keeps new detail; like `wavelet` it needs the two images aligned.
+wavelet
     Low frequencies (a blur of about 13 px sigma) from the reference, everything finer from the
     image, as in StableSR's wavelet colour fix. Fixes shifts that vary across the image (per-tile
-    drift, uneven casts) and keeps every new detail, but needs the two images aligned: it is
-    meant for an output against its own (resampled) input.
+    drift, uneven casts) and keeps every new detail, but a multiplicative drift stays in the
+    finer bands. Needs the two images aligned: it is meant for an output against its own
+    (resampled) input.
 lab
     Reinhard transfer: per-channel mean and standard deviation matched in CIE Lab. Wins for a
     global cast on images that are not aligned (another photo as reference), since Lab separates
@@ -41,9 +48,10 @@ repaint mask as `mask`, the original as `reference`, and a ring around the mask 
 Reference sizes
 ---------------
 `wavelet` compares images pixel by pixel, so a reference of another size (and its mask) is
-resampled to the image with Lanczos. The statistical methods (`lab`, `hist`, `adain`) measure the
-reference at its own size, since resampling would only blur its statistics; a `mask` used as the
-reference's region is then resampled to the reference.
+resampled to the image with Lanczos. `local` fits its map on a grid of the reference's size (at
+most a quarter of the image's), so it never enlarges the reference. The statistical methods
+(`lab`, `hist`, `adain`) measure the reference at its own size, since resampling would only blur
+its statistics; a `mask` used as the reference's region is then resampled to the reference.
 """
 
 from __future__ import annotations
@@ -54,16 +62,17 @@ from collections.abc import Callable
 import numpy as np
 
 from sdenhance.errors import SdenhanceError
-from sdenhance.ops.resize import resize
+from sdenhance.ops.color_inputs import check_strength, finish, prepare
+from sdenhance.ops.color_local import local_color_map
 
-METHODS = ("wavelet", "lab", "hist", "adain", "none")
+METHODS = ("local", "wavelet", "lab", "hist", "adain", "none")
+DEFAULT_METHOD = "local"  # after an upscale, and of the colorfix stage
 
 # A channel flatter than this (a quarter of an 8-bit level) has no spread to rescale: only shift.
 _FLAT_STD = 1e-3 / 255.0
 # Pull of the region's mean in masked low-pass filtering: decides only where the region is out of
 # the filter's reach (its weight there is 0 or a kernel tail below ~1e-6).
 _FILL_WEIGHT = 1e-6
-_LUMA = np.array([0.2125, 0.7154, 0.0721])  # sRGB/Rec.709, as skimage.color.rgb2gray
 
 
 # ----------------------------------------------------------------------------------------------
@@ -73,7 +82,7 @@ _LUMA = np.array([0.2125, 0.7154, 0.0721])  # sRGB/Rec.709, as skimage.color.rgb
 def color_transfer(
     image: np.ndarray,
     reference: np.ndarray,
-    method: str = "wavelet",
+    method: str = DEFAULT_METHOD,
     *,
     mask: np.ndarray | None = None,
     reference_mask: np.ndarray | None = None,
@@ -103,11 +112,35 @@ def color_transfer(
     if method not in METHODS:
         raise SdenhanceError(f"`method` must be one of {', '.join(METHODS)}; got {method!r}")
     if method == "none":
-        _check_strength(strength)
+        check_strength(strength)
         return np.clip(np.asarray(image, dtype=np.float32), 0.0, 1.0)
     return TRANSFERS[method](
         image, reference, mask=mask, reference_mask=reference_mask, strength=strength
     )
+
+
+def local_transfer(
+    image: np.ndarray,
+    reference: np.ndarray,
+    *,
+    mask: np.ndarray | None = None,
+    reference_mask: np.ndarray | None = None,
+    strength: float = 1.0,
+) -> np.ndarray:
+    """A locally varying colour map from the image to `reference`, applied to every pixel, then
+    the remaining low-frequency difference swapped (`ops.color_local.local_color_map`).
+
+    Shapes and masks as in `color_transfer`; the reference is used at its own size.
+
+    Returns
+    -------
+    ndarray of the image's shape, float32 in [0, 1]
+    """
+    check_strength(strength)
+    img, ref, w_img, w_ref, shape = prepare(
+        image, reference, mask, reference_mask, align=False, dtype=np.float32
+    )
+    return finish(img, local_color_map(img, ref, w_img, w_ref), w_img, strength, shape)
 
 
 def wavelet_transfer(
@@ -129,14 +162,14 @@ def wavelet_transfer(
     -------
     ndarray of the image's shape, float32 in [0, 1]
     """
-    _check_strength(strength)
+    check_strength(strength)
     # float32: half the memory and time on big images, ample for 8- or 16-bit colours
-    img, ref, w_img, w_ref, shape = _prepare(
+    img, ref, w_img, w_ref, shape = prepare(
         image, reference, mask, reference_mask, align=True, dtype=np.float32
     )
     low_img = wavelet_lowpass(img, levels=levels, weights=w_img)
     low_ref = wavelet_lowpass(ref, levels=levels, weights=w_ref)
-    return _finish(img, img + (low_ref - low_img), w_img, strength, shape)
+    return finish(img, img + (low_ref - low_img), w_img, strength, shape)
 
 
 def adain_transfer(
@@ -155,9 +188,9 @@ def adain_transfer(
     -------
     ndarray of the image's shape, float32 in [0, 1]
     """
-    _check_strength(strength)
-    img, ref, w_img, w_ref, shape = _prepare(image, reference, mask, reference_mask, align=False)
-    return _finish(img, match_moments(img, ref, w_img, w_ref), w_img, strength, shape)
+    check_strength(strength)
+    img, ref, w_img, w_ref, shape = prepare(image, reference, mask, reference_mask, align=False)
+    return finish(img, match_moments(img, ref, w_img, w_ref), w_img, strength, shape)
 
 
 def lab_transfer(
@@ -179,8 +212,8 @@ def lab_transfer(
     """
     from skimage.color import lab2rgb, rgb2lab
 
-    _check_strength(strength)
-    img, ref, w_img, w_ref, shape = _prepare(image, reference, mask, reference_mask, align=False)
+    check_strength(strength)
+    img, ref, w_img, w_ref, shape = prepare(image, reference, mask, reference_mask, align=False)
     grey = img.shape[2] == 1
     lab_img = rgb2lab(np.repeat(img, 3, axis=2) if grey else img)
     lab_ref = rgb2lab(np.repeat(ref, 3, axis=2) if grey else ref)
@@ -193,7 +226,7 @@ def lab_transfer(
         warnings.simplefilter("ignore")
         rgb = lab2rgb(matched)
     out = rgb.mean(axis=2, keepdims=True) if grey else rgb
-    return _finish(img, out, w_img, strength, shape)
+    return finish(img, out, w_img, strength, shape)
 
 
 def hist_transfer(
@@ -214,15 +247,16 @@ def hist_transfer(
     -------
     ndarray of the image's shape, float32 in [0, 1]
     """
-    _check_strength(strength)
-    img, ref, w_img, w_ref, shape = _prepare(image, reference, mask, reference_mask, align=False)
+    check_strength(strength)
+    img, ref, w_img, w_ref, shape = prepare(image, reference, mask, reference_mask, align=False)
     out = np.empty_like(img)
     for c in range(img.shape[2]):
         out[..., c] = _match_cdf(img[..., c], ref[..., c], w_img, w_ref)
-    return _finish(img, out, w_img, strength, shape)
+    return finish(img, out, w_img, strength, shape)
 
 
 TRANSFERS: dict[str, Callable[..., np.ndarray]] = {
+    "local": local_transfer,
     "wavelet": wavelet_transfer,
     "lab": lab_transfer,
     "hist": hist_transfer,
@@ -346,95 +380,3 @@ def _match_cdf(
     ref_q = np.cumsum(ref_counts[keep]) / ref_counts.sum()
     mapped = np.interp(src_q, ref_q, ref_values[keep])
     return mapped[inverse].reshape(src.shape)
-
-
-def _check_strength(strength: float) -> None:
-    if not 0.0 <= float(strength) <= 1.0:
-        raise SdenhanceError(f"`strength` must be in [0, 1]; got {strength!r}")
-
-
-def _as_planes(arr: np.ndarray, name: str, dtype: type = np.float64) -> np.ndarray:
-    """(H, W), (H, W, 1) or (H, W, 3) -> float (H, W, C)."""
-    x = np.asarray(arr, dtype=dtype)
-    if x.ndim == 2:
-        x = x[..., None]
-    if x.ndim != 3 or x.shape[2] not in (1, 3) or x.shape[0] < 1 or x.shape[1] < 1:
-        raise SdenhanceError(
-            f"`{name}` must be an (H, W, 3) colour or (H, W) grey array; got shape {np.shape(arr)}"
-        )
-    return x
-
-
-def _as_weights(mask: np.ndarray | None, shape: tuple[int, int], name: str) -> np.ndarray | None:
-    if mask is None:
-        return None
-    w = np.asarray(mask, dtype=np.float64)
-    if w.ndim == 3 and w.shape[2] == 1:
-        w = w[..., 0]
-    if w.shape != shape:
-        raise SdenhanceError(
-            f"`{name}` must be {shape[1]}×{shape[0]} (W×H) like its image; got shape {np.shape(mask)}"
-        )
-    if not (np.all(np.isfinite(w)) and w.min() >= 0.0 and w.max() <= 1.0):
-        raise SdenhanceError(f"`{name}` values must lie in [0, 1]")
-    if not w.any():
-        raise SdenhanceError(f"`{name}` selects no pixels (all zero)")
-    return w
-
-
-def _prepare(
-    image: np.ndarray,
-    reference: np.ndarray,
-    mask: np.ndarray | None,
-    reference_mask: np.ndarray | None,
-    *,
-    align: bool,
-    dtype: type = np.float64,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None, tuple[int, ...]]:
-    """Planes of image and reference with matching channels, and the two weight maps.
-
-    `align`: resample the reference (and its mask) to the image size; otherwise a default
-    reference mask is the image mask resampled to the reference.
-    """
-    shape = np.shape(image)
-    img = _as_planes(image, "image", dtype)
-    ref = _as_planes(reference, "reference", dtype)
-    if img.shape[2] == 1 and ref.shape[2] == 3:
-        ref = (ref @ _LUMA.astype(dtype))[..., None]
-    elif img.shape[2] == 3 and ref.shape[2] == 1:
-        ref = np.repeat(ref, 3, axis=2)
-    h, w = img.shape[:2]
-    w_img = _as_weights(mask, (h, w), "mask")
-    w_ref = _as_weights(reference_mask, ref.shape[:2], "reference_mask")
-    resized = ref.shape[:2] != (h, w)
-    if align and resized:
-        ref = resize(ref, (w, h), "lanczos").astype(dtype, copy=False)
-        if w_ref is not None:
-            w_ref = _as_weights(
-                np.clip(resize(w_ref, (w, h), "bilinear"), 0, 1), (h, w), "reference_mask"
-            )
-    if w_ref is None and w_img is not None:
-        if ref.shape[:2] == (h, w):
-            w_ref = w_img
-        else:
-            rh, rw = ref.shape[:2]
-            w_ref = _as_weights(
-                np.clip(resize(w_img, (rw, rh), "bilinear"), 0, 1), (rh, rw), "mask"
-            )
-    return img, ref, w_img, w_ref, shape
-
-
-def _finish(
-    img: np.ndarray,
-    transferred: np.ndarray,
-    weights: np.ndarray | None,
-    strength: float,
-    shape: tuple[int, ...],
-) -> np.ndarray:
-    """Blend the transfer in by strength × mask, clip to [0, 1], give back the input's shape."""
-    amount = float(strength) if weights is None else float(strength) * weights[..., None]
-    if weights is None and strength == 1.0:
-        out = transferred
-    else:
-        out = img * (1.0 - amount) + transferred * amount
-    return np.clip(out, 0.0, 1.0).astype(np.float32, copy=False).reshape(shape)

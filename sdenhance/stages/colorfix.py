@@ -18,17 +18,20 @@ if TYPE_CHECKING:
 
     from sdenhance.stages import Context
 
-# kept literal so options can be checked without importing the maths (== ops.color.METHODS)
-METHODS = ("wavelet", "lab", "hist", "adain", "none")
+# kept literal so options can be checked without importing the maths (== ops.color.METHODS,
+# the default == ops.color.DEFAULT_METHOD)
+METHODS = ("local", "wavelet", "lab", "hist", "adain", "none")
 
 
 @dataclass(frozen=True)
 class Options:
     method: str = option(
-        "wavelet",
-        "How colours are matched: wavelet (low frequencies from the reference, detail kept; best "
-        "after an upscale), lab (mean/std in Lab; global casts), hist (histogram matching; strong "
-        "tonal shifts), adain (mean/std in RGB; fast), none.",
+        "local",
+        "How colours are matched: local (a local colour map fitted to the reference and applied "
+        "to every pixel, then its low frequencies; removes drift at every scale, detail kept; "
+        "best after an upscale), wavelet (low frequencies from the reference, detail kept), lab "
+        "(mean/std in Lab; global casts), hist (histogram matching; strong tonal shifts), adain "
+        "(mean/std in RGB; fast), none.",
         choices=METHODS,
     )
     strength: float = option(

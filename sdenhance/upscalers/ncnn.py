@@ -6,13 +6,16 @@ import functools
 import importlib.metadata
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 from sdenhance.errors import SdenhanceError
 from sdenhance.upscalers.registry import ModelFn
+
+T = TypeVar("T")
 
 
 def default_threads() -> int:
@@ -69,8 +72,7 @@ def ncnn_runner(name: str, threads: int) -> ModelFn:
 
     net, lock = _ncnn_net(name, threads)
 
-    def run(tile: np.ndarray) -> np.ndarray:
-        chw = np.ascontiguousarray(tile.transpose(2, 0, 1), dtype=np.float32)
+    def extract(chw: np.ndarray) -> np.ndarray:
         with lock:
             mat = ncnn.Mat(chw)  # wraps `chw` without a copy: keep it alive until extracted
             ex = net.create_extractor()
@@ -78,7 +80,40 @@ def ncnn_runner(name: str, threads: int) -> ModelFn:
             status, out = ex.extract("output")
             if status != 0:
                 raise RuntimeError(f"ncnn extract failed with status {status} on upscaler {name}")
-            result = np.array(out, dtype=np.float32)
-        return np.clip(result.transpose(1, 2, 0), 0.0, 1.0)
+            return np.array(out, dtype=np.float32)
+
+    def run(tile: np.ndarray) -> np.ndarray:
+        chw = np.ascontiguousarray(tile.transpose(2, 0, 1), dtype=np.float32)
+        result = run_interruptibly(lambda: extract(chw))
+        return np.clip(result.transpose(1, 2, 0), 0.0, 1.0, out=result.transpose(1, 2, 0))
 
     return run
+
+
+def run_interruptibly(call: Callable[[], T]) -> T:
+    """`call()` in a daemon thread while the main thread waits in 50 ms slices.
+
+    A tile of Real-ESRGAN x4plus takes seconds inside ncnn, where Python cannot deliver Ctrl-C
+    or SIGTERM; waiting here instead, the main thread raises KeyboardInterrupt within ~50 ms
+    and abandons the thread (ncnn releases the GIL, and a daemon thread never holds the process
+    open). Off the main thread (a server's worker) the call runs directly.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return call()
+    box: dict[str, Any] = {}
+    done = threading.Event()
+
+    def target() -> None:
+        try:
+            box["value"] = call()
+        except BaseException as exc:  # handed to the waiting thread
+            box["error"] = exc
+        finally:
+            done.set()
+
+    threading.Thread(target=target, name="sdenhance-ncnn", daemon=True).start()
+    while not done.wait(0.05):
+        pass
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
