@@ -141,8 +141,19 @@ def option_parameter(
 
 
 def stage_fields(stage: str, skip: tuple[str, ...] = ()) -> list[dataclasses.Field]:
-    """The fields of `stage`'s options that become CLI options."""
-    return [f for f in dataclasses.fields(get_stage(stage).Options) if f.name not in skip]
+    """The fields of `stage`'s options that become CLI options: its own first, then those it
+    inherits (LoRAs, embeddings, clip skip), so `--help` reads in the stage's order."""
+    cls = get_stage(stage).Options
+    inherited = {
+        f.name
+        for base in cls.__mro__[1:]
+        if dataclasses.is_dataclass(base)
+        for f in dataclasses.fields(base)
+    }
+    fields = [f for f in dataclasses.fields(cls) if f.name not in skip]
+    return [f for f in fields if f.name not in inherited] + [
+        f for f in fields if f.name in inherited
+    ]
 
 
 def stage_options(

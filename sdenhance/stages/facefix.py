@@ -39,12 +39,7 @@ from sdenhance.ops import face_pick, faces
 from sdenhance.ops.crops import composite_exact, crop
 from sdenhance.options import option
 from sdenhance.stages import Context, inpaint
-from sdenhance.stages.networks import (
-    check_networks,
-    clip_skip_option,
-    embeddings_option,
-    loras_option,
-)
+from sdenhance.stages.networks import NetworkOptions
 
 DEFAULT_PROMPT = "a detailed photo of a face, natural skin texture, sharp eyes"
 DEFAULT_NEGATIVE = (
@@ -55,7 +50,7 @@ MIN_STRENGTH_FACTOR = 0.6  # the strength rule's floor: big faces keep 60 % of `
 
 
 @dataclass(frozen=True)
-class Options:
+class Options(NetworkOptions):
     prompt: str = option(
         DEFAULT_PROMPT,
         "What each repainted face should look like; `a [SEP] b` gives the first repainted face "
@@ -145,13 +140,10 @@ class Options:
     scheduler: str = option(
         DEFAULT_SCHEDULER, "Sampler, by its AUTOMATIC1111-style name.", choices=tuple(SCHEDULERS)
     )
-    loras: tuple[str, ...] = loras_option()
-    embeddings: tuple[str, ...] = embeddings_option()
-    clip_skip: int | None = clip_skip_option()
 
     def check(self) -> None:
         """The mask must fit in its crop, and the detector must exist, before anything loads."""
-        check_networks(self)
+        super().check()
         if self.padding < self.dilate + self.feather:
             raise SdenhanceError(
                 f"`padding` ({self.padding}) must be ≥ `dilate` + `feather` "

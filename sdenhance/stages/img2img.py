@@ -12,18 +12,13 @@ from sdenhance.diffusion.conditioning import conditioned
 from sdenhance.models.schedulers import DEFAULT_SCHEDULER, SCHEDULERS
 from sdenhance.options import option
 from sdenhance.stages import Context
-from sdenhance.stages.networks import (
-    check_networks,
-    clip_skip_option,
-    embeddings_option,
-    loras_option,
-)
+from sdenhance.stages.networks import NetworkOptions
 
 DEFAULT_NEGATIVE = "blurry, lowres, jpeg artifacts, noise, oversmoothed, watermark, text"
 
 
 @dataclass(frozen=True)
-class Options:
+class Options(NetworkOptions):
     prompt: str = option("", "What the image shows; guides the new detail.")
     negative_prompt: str = option(DEFAULT_NEGATIVE, "What to steer away from.")
     strength: float = option(
@@ -38,12 +33,6 @@ class Options:
     scheduler: str = option(
         DEFAULT_SCHEDULER, "Sampler, by its AUTOMATIC1111-style name.", choices=tuple(SCHEDULERS)
     )
-    loras: tuple[str, ...] = loras_option()
-    embeddings: tuple[str, ...] = embeddings_option()
-    clip_skip: int | None = clip_skip_option()
-
-    def check(self) -> None:
-        check_networks(self)
 
 
 def pad_to_multiple(image: Image.Image, multiple: int) -> tuple[Image.Image, tuple[int, int]]:

@@ -27,12 +27,7 @@ from sdenhance.ops.masks import Box, check_mask, feather, grow, mask_from_image
 from sdenhance.options import option
 from sdenhance.stages import Context
 from sdenhance.stages.img2img import DEFAULT_NEGATIVE, effective_steps, pad_to_multiple
-from sdenhance.stages.networks import (
-    check_networks,
-    clip_skip_option,
-    embeddings_option,
-    loras_option,
-)
+from sdenhance.stages.networks import NetworkOptions
 
 AREAS = ("masked", "whole")
 FILLS = ("original", "blur", "telea", "noise")
@@ -41,7 +36,7 @@ LATENT = 8  # pixels per latent cell (the VAE's factor in every SD 1.5 / SDXL mo
 
 
 @dataclass(frozen=True)
-class Options:
+class Options(NetworkOptions):
     prompt: str = option("", "What the repainted area should show.")
     negative_prompt: str = option(DEFAULT_NEGATIVE, "What the repainted area should avoid.")
     strength: float = option(
@@ -102,12 +97,6 @@ class Options:
         False,
         "Stretch a mask of another size to the image (nearest neighbour) instead of refusing it.",
     )
-    loras: tuple[str, ...] = loras_option()
-    embeddings: tuple[str, ...] = embeddings_option()
-    clip_skip: int | None = clip_skip_option()
-
-    def check(self) -> None:
-        check_networks(self)
 
 
 # --- initial content --------------------------------------------------------------------------
@@ -279,8 +268,7 @@ def repaint(
     progress: Any,
     cond: Any,
 ) -> np.ndarray:
-    """The pipeline's repaint of `region` in `image` (both cropped to the job's box), at box
-    size, with the prompt embeddings `cond` (`sdenhance.diffusion.conditioning`)."""
+    """Repaint `region` of `image` (both cropped to the job's box) at box size, prompts `cond`."""
     bw, bh = image.shape[1], image.shape[0]
     pw, ph = job.size
     if job.resample:
@@ -381,9 +369,7 @@ def run(image: Image.Image, opts: Options, ctx: Context) -> Image.Image:
         for n, job in enumerate(jobs):
             x0, y0, x1, y1 = job.box
             own = job.blend > 0
-            context = composite_exact(
-                crop(start, job.box), crop(generated, job.box), crop(done, job.box)
-            )
+            context = composite_exact(*(crop(a, job.box) for a in (start, generated, done)))
             label = "inpaint" if len(jobs) == 1 else f"inpaint {n + 1}/{len(jobs)}"
             out = repaint_matched(
                 pipe,

@@ -1,10 +1,12 @@
 """Option fields every generative stage shares: LoRAs, textual-inversion embeddings, clip skip.
 
-Declared once here so their help and checks read the same in every stage, preset and recipe.
+Declared once here (`NetworkOptions`, the base of those stages' `Options`) so their help and
+checks read the same in every stage, preset and recipe.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from sdenhance.errors import SdenhanceError
@@ -54,3 +56,16 @@ def check_networks(opts: Any) -> None:
         for value in values:
             if not isinstance(value, str) or not value.strip():
                 raise SdenhanceError(f"`{name}` entries must be non-empty text; got {value!r}")
+
+
+@dataclass(frozen=True)
+class NetworkOptions:
+    """Base of a generative stage's `Options`: `loras`, `embeddings`, `clip_skip` and their
+    check (a stage with its own `check` calls `super().check()`)."""
+
+    loras: tuple[str, ...] = loras_option()
+    embeddings: tuple[str, ...] = embeddings_option()
+    clip_skip: int | None = clip_skip_option()
+
+    def check(self) -> None:
+        check_networks(self)

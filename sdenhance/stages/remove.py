@@ -20,18 +20,13 @@ from sdenhance.ops import fill
 from sdenhance.ops.crops import composite_exact
 from sdenhance.ops.masks import check_mask, feather, grow, mask_from_image
 from sdenhance.options import option
-from sdenhance.stages.networks import (
-    check_networks,
-    clip_skip_option,
-    embeddings_option,
-    loras_option,
-)
+from sdenhance.stages.networks import NetworkOptions
 
 METHODS = fill.METHODS
 
 
 @dataclass(frozen=True)
-class Options:
+class Options(NetworkOptions):
     method: str = option(
         "patchmatch",
         "Offline fill: patchmatch (copies the surroundings' texture in), telea (fast marching, "
@@ -83,13 +78,10 @@ class Options:
     guidance: float = option(
         5.0, "Classifier-free guidance of the refinement, 0–30 (1 disables it).", ge=0.0, le=30.0
     )
-    loras: tuple[str, ...] = loras_option()
-    embeddings: tuple[str, ...] = embeddings_option()
-    clip_skip: int | None = clip_skip_option()
 
     def check(self) -> None:
         """The fill and the refinement settings are checked before any image loads."""
-        check_networks(self)
+        super().check()
         if self.method == "patchmatch" and fill_radius(self) > fill.MAX_PATCH_RADIUS:
             raise SdenhanceError(
                 f"`radius` {self.radius} is too large for patchmatch; use 1–"

@@ -34,8 +34,9 @@ from sdenhance.ops import tiling
 from sdenhance.ops.color import DEFAULT_METHOD as COLOR_DEFAULT
 from sdenhance.ops.color import METHODS as COLOR_METHODS
 from sdenhance.options import MAX_SIDE, option
-from sdenhance.stages import Context, networks
+from sdenhance.stages import Context
 from sdenhance.stages.img2img import DEFAULT_NEGATIVE, effective_steps
+from sdenhance.stages.networks import NetworkOptions
 from sdenhance.stages.tile_checks import preflight, refuse_resemblance
 from sdenhance.stages.tile_memory import (
     ACTIVATION_BYTES,
@@ -66,7 +67,7 @@ MAX_OUTPUT_PIXELS = limits.MAX_OUTPUT_PIXELS  # 20000×20000: beyond, the buffer
 
 
 @dataclass(frozen=True)
-class Options:
+class Options(NetworkOptions):
     scale: float = option(
         2.0, "Upscale factor (≥ 1); ignored when width/height are given.", ge=1.0, le=32.0
     )
@@ -149,12 +150,9 @@ class Options:
         ge=0.0,
         le=1.0,
     )
-    loras: tuple[str, ...] = networks.loras_option()
-    embeddings: tuple[str, ...] = networks.embeddings_option()
-    clip_skip: int | None = networks.clip_skip_option()
 
     def check(self) -> None:
-        networks.check_networks(self)
+        super().check()
         if self.width is not None and self.height is not None:
             limits.check_output_size((self.width, self.height))  # before any model loads
         # without `tile` the model's native size applies: checked by `preflight`
