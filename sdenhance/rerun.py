@@ -47,6 +47,14 @@ class RecordInput(_Strict):
         return name
 
 
+class RecordNetwork(_Strict):
+    """A LoRA or embedding a run used: its name, weight (LoRAs) and A1111 short hash."""
+
+    name: Annotated[str, Field(min_length=1, max_length=255)]
+    weight: float | int | None = None
+    hash: Annotated[str, Field(pattern=r"^[0-9a-f]{1,64}$")] | None = None
+
+
 class RunRecord(_Strict):
     """Every key an sdenhance output's record may hold; anything else is refused."""
 
@@ -70,6 +78,9 @@ class RunRecord(_Strict):
     inpaint_crops: list[dict[str, Any]] | None = None
     reference: Short | None = None
     original: Short | None = None
+    loras: Annotated[list[RecordNetwork], Field(max_length=64)] | None = None
+    embeddings: Annotated[list[RecordNetwork], Field(max_length=64)] | None = None
+    prompt_chunks: Annotated[int, Field(ge=1, le=64)] | None = None
 
     @field_validator("size_in", "size_out")
     @classmethod

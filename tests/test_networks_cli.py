@@ -52,3 +52,11 @@ def test_run_from_reproduces_loras_embeddings_and_a_weighted_long_prompt(
     assert result.exit_code == 0, result.output
     assert np.array_equal(np.asarray(Image.open(rerun)), np.asarray(Image.open(out)))
     assert read_metadata(rerun).sdenhance["loras"] == record["loras"]
+
+    # the same name now another file: the rerun says its pixels will differ
+    save_lora(user_home / "loras" / "detail.safetensors", "sd15", "kohya", seed=7)
+    again = tmp_path / "again.png"
+    result = CliRunner().invoke(app, ["run", "--from", str(out), "-o", str(again)])
+    assert result.exit_code == 0, result.output
+    assert "the LoRA `detail` is another file now" in " ".join(result.output.split())
+    assert not np.array_equal(np.asarray(Image.open(again)), np.asarray(Image.open(out)))

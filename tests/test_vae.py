@@ -80,7 +80,7 @@ def test_fp16_vaes_that_ask_for_it_run_in_fp32(upcast):
 
     def decode():
         with vae_precision(vae, torch.float16) as dtype:
-            return vae_decode(vae, latents, tile=64, overlap=0, device="cpu", dtype=dtype)
+            return vae_decode(vae, latents, tile=64, device="cpu", dtype=dtype)
 
     if upcast:
         assert np.isfinite(decode()).all()

@@ -120,3 +120,26 @@ def warn_missing(kind: str, name: str, where: str) -> None:
     logging.getLogger("sdenhance").warning(
         "%s names the %s `%s`, which is not installed; going on without it", where, kind, name
     )
+
+
+def warn_changed(record: Any, source: str) -> None:
+    """Warn when a LoRA or embedding a recorded run used is now a different file (same name,
+    another hash): a rerun then gives other pixels."""
+    from sdenhance.models.hashes import addnet_hash, sha256_file
+    from sdenhance.models.library import find
+
+    for kind, folder, digest in (
+        ("LoRA", "loras", addnet_hash),
+        ("embedding", "embeddings", sha256_file),
+    ):
+        for entry in getattr(record, folder, None) or []:
+            path = find(folder, entry.name)
+            if path is not None and entry.hash and digest(path)[:12] != entry.hash:
+                logging.getLogger("sdenhance").warning(
+                    "%s: the %s `%s` is another file now (hash %s, recorded %s); pixels will differ",
+                    source,
+                    kind,
+                    entry.name,
+                    digest(path)[:12],
+                    entry.hash,
+                )

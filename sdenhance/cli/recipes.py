@@ -11,7 +11,7 @@ import typer
 
 from sdenhance.cli import common as c
 from sdenhance.cli.images import input_record
-from sdenhance.cli.networks import installed_only, network_options
+from sdenhance.cli.networks import installed_only, network_options, warn_changed
 from sdenhance.cli.terminal import literal
 from sdenhance.errors import SdenhanceError
 from sdenhance.io.safe_text import terminal_json
@@ -237,6 +237,7 @@ def run(
             specs.insert(0, recipe)
         record = _record_of(from_image)
         the_recipe = Recipe.from_record(record, from_image)
+        warn_changed(record, str(from_image))
         the_recipe.validate(overrides)  # the whole record is checked before any file is looked up
         specs = specs or [_recorded_input(record, from_image)]
         seed = seed if seed is not None else record.seed
