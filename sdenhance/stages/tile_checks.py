@@ -8,6 +8,7 @@ from typing import Any
 
 from sdenhance.errors import SdenhanceError
 from sdenhance.models.config import EngineConfig, controlnet_disabled
+from sdenhance.upscalers.registry import MODEL_SUFFIXES, REGISTRY
 
 
 def preflight(opts: Any, ctx: Any) -> None:
@@ -18,6 +19,7 @@ def preflight(opts: Any, ctx: Any) -> None:
     """
     if opts.creativity == 0:
         return
+    check_upscaler_name(opts.upscaler)  # a typo fails before any model is resolved
     engine = ctx.engine
     tile = opts.tile or engine.native_resolution
     if opts.overlap >= tile:
@@ -26,6 +28,13 @@ def preflight(opts: Any, ctx: Any) -> None:
             f"{'' if opts.tile else ', the model native size'}); got {opts.overlap}"
         )
     engine.controlnet_model  # noqa: B018  resolves and checks its family, loads nothing
+
+
+def check_upscaler_name(name: str) -> None:
+    """A registered upscaler or a model file path; anything else lists the known names."""
+    if name in REGISTRY or name.lower().endswith(MODEL_SUFFIXES):
+        return
+    REGISTRY.get(name)  # raises UnsupportedUpscalerError naming the known upscalers
 
 
 def refuse_resemblance(engine_config: EngineConfig | None) -> None:
