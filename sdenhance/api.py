@@ -41,6 +41,7 @@ class Enhancer:
     ----------
     model, controlnet, inpaint_model : str, optional
         Hub id, local diffusers folder or single-file checkpoint; None picks the defaults.
+        `controlnet="none"` upscales with the model alone (tile img2img).
     device, dtype : str
         "auto" picks cuda > mps > cpu and fp16 on CUDA, fp32 on CPU.
     seed : int, optional
@@ -106,6 +107,10 @@ class Enhancer:
         **options: Any,
     ) -> Image.Image:
         """Run stage `stage` on `image` with `options` (validated before any model loads)."""
+        if stage == "upscale" and "resemblance" in options:
+            from sdenhance.stages.tile_upscale import refuse_resemblance
+
+            refuse_resemblance(self.config)
         opts = build_options(stage, options)
         ctx = self.context(seed=seed, images={k: as_image(v) for k, v in (images or {}).items()})
         out = apply_stage(stage, as_image(image), opts, ctx)

@@ -27,7 +27,8 @@ ControlNet = Annotated[
     typer.Option(
         "--controlnet",
         envvar="SDENHANCE_CONTROLNET",
-        help="Tile ControlNet: hub id, folder or .safetensors. Default: the family's tile model.",
+        help="Tile ControlNet: hub id, folder or .safetensors. Default: the family's tile model; "
+        "`none`: upscale with the model alone (tile img2img).",
         rich_help_panel=P_MODEL,
     ),
 ]

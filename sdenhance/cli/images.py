@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -26,11 +27,14 @@ def process_images(
     engine: EngineConfig | None = None,
     seed: int | None = None,
     fields: dict[str, Any] | None = None,
+    check: Callable[[Context, list[Path]], None] | None = None,
 ) -> None:
     """The loop every image command runs: expand, name, shard, skip existing, run, save, summarise.
 
     `work(item, ctx)` returns (PIL image, extra metadata). Models load once and are shared by
-    all items. Under `accelerate launch` (or RANK/WORLD_SIZE) each process takes its share of
+    all items. `check(ctx, inputs)` runs once before any item (when any is to run): what it
+    refuses is wrong for every input, so the run stops there (exit 2) instead of every item
+    failing on its own (exit 3). Under `accelerate launch` (or RANK/WORLD_SIZE) each process takes its share of
     the inputs; output names are decided over all inputs first, so they never depend on the
     number of processes. Exit: 0 all done, 2 bad single input, 3 some failed, 130 interrupted.
     """
@@ -49,6 +53,10 @@ def process_images(
             "process %d of %d: %d input(s)", rank + 1, world, len(items)
         )
     shared: dict[str, Any] = {"engine": None}
+    if check is not None and any(overwrite or not item.output.exists() for item in items):
+        ctx = Context(engine_config=engine, seed=seed)
+        check(ctx, [item.input for item in items])
+        shared["engine"] = ctx._engine
     finished: list[BatchItem] = []
     show = err_console.is_terminal and not err_console.is_dumb_terminal
 

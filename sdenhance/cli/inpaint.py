@@ -73,6 +73,37 @@ def _masked_input(path: Path, mask_image: Image.Image | None, ctx: Context) -> I
     return join_alpha(image, alpha)
 
 
+def _check_mask_once(stage: str, opts: Any, mask_image: Image.Image | None):
+    """The batch check of a `--mask` file all inputs share: one that selects nothing (or, grown,
+    nothing or everything), or whose size is none of the inputs', is refused once."""
+
+    def check(ctx: Context, inputs: list[Path]) -> None:
+        if mask_image is None:  # --mask alpha: each input brings its own
+            return
+        from sdenhance.stages import preflight
+
+        ctx.images["mask"] = mask_image
+        preflight(stage, opts, ctx)
+        if len(inputs) > 1 and not getattr(opts, "mask_resize", False):
+            _mask_fits_some(mask_image.size, inputs)
+
+    return check
+
+
+def _mask_fits_some(size: tuple[int, int], inputs: list[Path]) -> None:
+    from sdenhance.io.load import upright_size
+
+    sizes = [upright_size(p) for p in inputs]
+    if None in sizes or size in sizes:
+        return
+    w, h = size
+    seen = ", ".join(sorted({f"{s[0]}×{s[1]}" for s in sizes if s})[:3])
+    raise SdenhanceError(
+        f"mask size {w}×{h} matches none of the {len(inputs)} inputs ({seen}); give a mask of "
+        "their size or use --mask-resize to stretch it (nearest neighbour)"
+    )
+
+
 @app.command("remove")
 @c.engine_options("model", "inpaint_model")
 @c.stage_options("remove")
@@ -96,7 +127,10 @@ def remove(
     opts = build_options("remove", values or {})
     mask_image = _load_mask(mask)
     work = c.stage_work("remove", opts, load=lambda path, ctx: _masked_input(path, mask_image, ctx))
-    c.process_images(inputs, output, "remove", work, overwrite=overwrite, engine=engine, seed=seed)
+    check = _check_mask_once("remove", opts, mask_image)
+    c.process_images(
+        inputs, output, "remove", work, overwrite=overwrite, engine=engine, seed=seed, check=check
+    )
 
 
 @app.command("inpaint")
@@ -124,4 +158,7 @@ def inpaint(
     work = c.stage_work(
         "inpaint", opts, load=lambda path, ctx: _masked_input(path, mask_image, ctx)
     )
-    c.process_images(inputs, output, "inpaint", work, overwrite=overwrite, engine=engine, seed=seed)
+    check = _check_mask_once("inpaint", opts, mask_image)
+    c.process_images(
+        inputs, output, "inpaint", work, overwrite=overwrite, engine=engine, seed=seed, check=check
+    )

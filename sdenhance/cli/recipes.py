@@ -259,6 +259,10 @@ def run(
         the_recipe = load_recipe(recipe)
         op = the_recipe.name
     steps = the_recipe.validate(overrides)  # every step checked before any model loads
+    if any(key.rsplit(".", 1)[-1] == "resemblance" for key in overrides):
+        from sdenhance.stages.tile_upscale import refuse_resemblance
+
+        refuse_resemblance(engine)
     offer = from_image is None and not no_input_prompt
     expected = record.input.sha256 if record is not None and record.input is not None else None
 
@@ -288,7 +292,15 @@ def run(
         )
         return image, {"recipe": the_recipe.name}
 
-    c.process_images(specs, output, op, work, overwrite=overwrite, engine=engine, seed=seed)
+    def check(ctx, inputs):
+        from sdenhance.stages import preflight
+
+        for step in steps:
+            preflight(step.stage, step.options, ctx)
+
+    c.process_images(
+        specs, output, op, work, overwrite=overwrite, engine=engine, seed=seed, check=check
+    )
 
 
 def _record_of(path: Path) -> RunRecord:

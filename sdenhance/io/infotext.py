@@ -111,7 +111,9 @@ def infotext_fields(
     put("VAE", _model_name(models.get("vae")))
     put("Denoising strength", options.get("strength", options.get("creativity")))
     controlnet = _model_name(models.get("controlnet"))
-    if controlnet is not None or options.get("resemblance") is not None:
+    if models.get("controlnet") == "none":  # `--controlnet none`: no ControlNet, no weight
+        pass
+    elif controlnet is not None or options.get("resemblance") is not None:
         parts = []
         if controlnet is not None:
             cn_hash = models.get("controlnet_hash")

@@ -106,6 +106,19 @@ def load_image(
     return finish_loaded(rgb, alpha, path, fmt, meta, notes, source_mode)
 
 
+def upright_size(path: str | os.PathLike[str]) -> tuple[int, int] | None:
+    """(W, H) of an image once loaded (EXIF orientation applied), from its header alone; None
+    when the header cannot tell (loading the image then decides)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                w, h = im.size
+                return (h, w) if _orientation(im) in (5, 6, 7, 8) else (w, h)
+    except Exception:  # unreadable here: the load reports it, per input
+        return None
+
+
 def _open_checked(path: Path, max_pixels: int | None) -> Image.Image | None:
     """Open the header only, refusing foreign formats and oversized images before decoding.
 

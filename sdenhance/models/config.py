@@ -28,7 +28,7 @@ class EngineConfig:
     """Which models to load and how. Shared by every command that runs a model."""
 
     model: str | None = None  # hub id, diffusers folder or single .safetensors; None = default
-    controlnet: str | None = None  # tile ControlNet; None = the family's default
+    controlnet: str | None = None  # tile ControlNet; None = the family's default; "none" = off
     inpaint_model: str | None = None  # dedicated 9-channel inpainting model, optional
     model_config: str | None = None  # diffusers folder or hub id with configs for single-file loads
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
@@ -67,6 +67,20 @@ def check_config(cfg: EngineConfig) -> None:
         raise SdenhanceError(
             "`--offload` moves models off a GPU; it has no use with `--device cpu`"
         )
+
+
+NO_CONTROLNET = "none"
+
+
+def controlnet_disabled(cfg: EngineConfig) -> bool:
+    """Whether `--controlnet none` (flag, SDENHANCE_CONTROLNET or the config file) turns the tile
+    ControlNet off: upscaling is then plain tile img2img and no ControlNet is resolved."""
+    spec = (
+        cfg.controlnet
+        or os.environ.get("SDENHANCE_CONTROLNET")
+        or user_defaults().get("controlnet")
+    )
+    return isinstance(spec, str) and spec.strip().lower() == NO_CONTROLNET
 
 
 def user_config_path() -> Path:  # model precedence: flag > SDENHANCE_* env > this file > default

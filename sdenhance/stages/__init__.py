@@ -107,6 +107,15 @@ def build_options(stage: str, values: dict[str, Any], *, where: str = "") -> Any
     return from_mapping(get_stage(stage).Options, values, where=where or stage)
 
 
+def preflight(stage: str, opts: Any, ctx: Context) -> None:
+    """Stage `stage`'s checks of `opts` (and of `ctx.images` shared by every input) that need
+    no input image, if it has any: run once before a batch, so what is wrong for every input
+    is refused once. Stages run the same checks themselves, so skipping this loses nothing."""
+    check = getattr(get_stage(stage), "preflight", None)
+    if check is not None:
+        check(opts, ctx)
+
+
 def apply_stage(stage: str, image: Image.Image, opts: Any, ctx: Context) -> Image.Image:
     """Run one stage with the image convention applied: alpha aside, then restored."""
     module = get_stage(stage)

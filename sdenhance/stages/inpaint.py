@@ -234,6 +234,29 @@ def plan_jobs(blend: np.ndarray, opts: Options, native: int) -> list[Job]:
 # --- the stage --------------------------------------------------------------------------------
 
 
+def grown_region(mask: np.ndarray, opts: Options) -> np.ndarray:
+    """The mask grown (or shrunk) by `opts.grow`; refused when shrinking leaves nothing."""
+    region = grow(mask, opts.grow)
+    if not np.any(region > 0):
+        raise SdenhanceError(
+            f"mask selects nothing after `grow`={opts.grow} px shrinks it; use a smaller shrink"
+        )
+    return region
+
+
+def preflight(opts: Options, ctx: Context) -> None:
+    """The mask every input shares (`ctx.images["mask"]`), checked once before a batch: one
+    that selects nothing, or nothing once grown, is wrong for every input."""
+    mask_img = ctx.images.get("mask")
+    if mask_img is None:
+        return
+    mask = mask_from_image(mask_img)
+    if not np.any(mask > 0):
+        check_mask(mask, (mask.shape[1], mask.shape[0]))  # its one "selects nothing" message
+    if not opts.mask_resize:  # the inputs it fits have its size, so this is their region too
+        grown_region(mask, opts)
+
+
 def repaint(
     pipe: Any,
     image: np.ndarray,
@@ -321,11 +344,7 @@ def run(image: Image.Image, opts: Options, ctx: Context) -> Image.Image:
     mask = check_mask(mask_from_image(mask_img), image.size, resize=opts.mask_resize)
 
     # 2. Grow or shrink, then feather outwards into the blend mask
-    region = grow(mask, opts.grow)
-    if not np.any(region > 0):
-        raise SdenhanceError(
-            f"mask selects nothing after `grow`={opts.grow} px shrinks it; use a smaller shrink"
-        )
+    region = grown_region(mask, opts)
     blend = feather(region, opts.feather)
     ring = ring_around(region, opts.feather + RING_PX)
     original = np.asarray(image.convert("RGB"), dtype=np.uint8)
