@@ -41,9 +41,10 @@ def photos(tmp_path_factory) -> dict[str, Path]:
     """Real photos as files the page can upload, and a file that is not an image."""
     folder = tmp_path_factory.mktemp("photos")
     out = {}
-    for name in ("chelsea", "astronaut"):
-        out[name] = folder / f"{name}.png"
-        Image.fromarray(getattr(data, name)()[..., :3]).save(out[name])
+    out["chelsea"] = folder / "chelsea.png"
+    Image.fromarray(data.chelsea()).save(out["chelsea"])
+    out["two-faces"] = folder / "two-faces.png"  # the astronaut twice, side by side
+    Image.fromarray(np.concatenate([data.astronaut()] * 2, axis=1)).save(out["two-faces"])
     out["not-an-image"] = folder / "notes.png"
     out["not-an-image"].write_text("not a picture at all\n")
     return out
@@ -264,15 +265,23 @@ def test_use_as_input_then_colour_fix_against_the_previous_input(ui):
 
 def test_face_detections_become_picks(ui, photos):
     page = ui["page"]
-    upload(page, photos["astronaut"])
+    upload(page, photos["two-faces"])
     page.get_by_role("tab", name="Face fix").click()
     page.click("#detect-faces")
     page.wait_for_selector("#face-picks label")
-    assert page.text_content("#face-picks").strip().startswith("Face 1 (score ")
-    page.locator("#face-picks input").first.uncheck()
-    faces = page.input_value("[data-stage=facefix] [name=faces]")
-    count = page.locator("#face-picks input").count()
-    assert faces == ",".join(str(n) for n in range(2, count + 1))
+    ticks = page.locator("#face-picks input")
+    labels = page.locator("#face-picks label").all_text_contents()
+    numbers = [re.fullmatch(r" Face (\d) \(score \d+\.\d\d\)", t).group(1) for t in labels]
+    assert numbers == ["1", "2"]
+    assert page.evaluate("document.querySelector('#after').naturalWidth") == 1024
+    ticks.first.uncheck()
+    assert page.input_value("[data-stage=facefix] [name=faces]") == "2"
+    ticks.nth(1).uncheck()
+    page.click("#run")
+    error = page.locator("[data-stage=facefix] [data-field=faces] .field-error")
+    expect(error).to_contain_text("tick at least one face")
+    ticks.first.check()
+    assert page.input_value("[data-stage=facefix] [name=faces]") == "1"
     shot(ui, "facefix-detections")
 
 

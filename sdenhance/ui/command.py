@@ -29,12 +29,15 @@ def command_flags(name: str) -> frozenset[str] | None:
     """Every flag the CLI command `name` takes, or None when there is no such command."""
     import typer
 
-    from sdenhance.cli import app
+    from sdenhance.cli import color, facefix, img2img, inpaint, upscale
 
-    command = typer.main.get_command(app).commands.get(name)  # type: ignore[attr-defined]
-    if command is None:
-        return None
-    return frozenset(opt for p in command.params for opt in (*p.opts, *p.secondary_opts))
+    for module in (upscale, img2img, inpaint, facefix, color):
+        command = typer.main.get_command(module.app)
+        if hasattr(command, "commands"):  # a module with several commands
+            command = command.commands.get(name)
+        if command is not None and command.name == name:
+            return frozenset(opt for p in command.params for opt in (*p.opts, *p.secondary_opts))
+    return None
 
 
 def _value_text(value: Any) -> str:

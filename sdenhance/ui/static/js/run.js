@@ -112,6 +112,10 @@ export class Runner {
       this.fieldError("image", "image: choose an image first");
       return this.progressText("Idle", 0);
     }
+    if (stage === "facefix" && !extra.show && this.nonePicked()) {
+      form.showError("`faces`: tick at least one face to repaint (all ticked = every face)");
+      return this.progressText("Idle", 0);
+    }
     const request = await this.request(stage, extra, form);
     if (!request) return this.progressText("Idle", 0);
     const before = this.state.input.file;
@@ -228,6 +232,11 @@ export class Runner {
     }
     $("#copy-cli").textContent = "Copied";
     setTimeout(() => ($("#copy-cli").textContent = "Copy as CLI command"), 1500);
+  }
+
+  nonePicked() {
+    const ticks = document.querySelectorAll("#face-picks input");
+    return ticks.length > 0 && ![...ticks].some((t) => t.checked);
   }
 
   // After a detection run: one tick box per face found; ticks fill the `faces` option.
