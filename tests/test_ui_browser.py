@@ -44,25 +44,22 @@ def photos(tmp_path_factory) -> dict[str, Path]:
     out["chelsea"] = folder / "chelsea.png"
     Image.fromarray(data.chelsea()).save(out["chelsea"])
     out["two-faces"] = folder / "two-faces.png"  # the astronaut twice, side by side
-    Image.fromarray(np.concatenate([data.astronaut()] * 2, axis=1)).save(out["two-faces"])
+    half = np.asarray(Image.fromarray(data.astronaut()).resize((256, 256), Image.LANCZOS))
+    Image.fromarray(np.concatenate([half, half], axis=1)).save(out["two-faces"])
     out["not-an-image"] = folder / "notes.png"
     out["not-an-image"].write_text("not a picture at all\n")
     return out
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """The UI app behind a token, on a queue with a tiny SD 1.5 model, on 127.0.0.1."""
-    from sdenhance import testing
+def server(tmp_path_factory, models):
+    """The UI app behind a token, on a queue with the tiny SD 1.5 model, on 127.0.0.1."""
     from sdenhance.models.config import EngineConfig
     from sdenhance.server import JobQueue, ServerSettings
     from sdenhance.ui.app import create_ui_app
 
-    root = tmp_path_factory.mktemp("ui-server")
-    model = testing.save_folder(root / "sd15", "sd15")
-    outputs = root / "outputs"
-    outputs.mkdir()
-    queue = JobQueue(EngineConfig(model=str(model), device="cpu"), outputs=outputs)
+    outputs = tmp_path_factory.mktemp("ui-outputs")
+    queue = JobQueue(EngineConfig(model=models["sd15"], device="cpu"), outputs=outputs)
     app = create_ui_app(ServerSettings(outputs=outputs, token=TOKEN), queue=queue)
     try:
         with uvicorn_thread(app) as url:
@@ -249,12 +246,20 @@ def test_upscale_shows_both_images_at_their_sizes(ui, photos):
     assert "--creativity 0 --upscaler lanczos" in command
     assert "Denoising strength: 0" in page.text_content("#infotext")
     shot(ui, "upscale-result")
+    page.check("[data-stage=upscale] .size-switch [value=exact]")  # the width alone sets it
+    set_option(page, "upscale", "width", 500)
+    run_and_wait(page)
+    w, h = page.evaluate(
+        "[document.querySelector('#after').naturalWidth, document.querySelector('#after').naturalHeight]"
+    )
+    assert w == 500 and abs(h - 300 * 500 / 451) <= 1
+    assert "--width 500" in page.text_content("#cli-command")
 
 
 def test_use_as_input_then_colour_fix_against_the_previous_input(ui):
     page = ui["page"]
     page.click("#use-as-input")
-    expect(page.locator("#image-info")).to_contain_text("902×600")
+    expect(page.locator("#image-info")).to_contain_text("500×333")
     page.get_by_role("tab", name="Colour fix / blend").click()
     page.click("[data-role=reference] .use-previous")
     run_and_wait(page)
@@ -273,7 +278,7 @@ def test_face_detections_become_picks(ui, photos):
     labels = page.locator("#face-picks label").all_text_contents()
     numbers = [re.fullmatch(r" Face (\d) \(score \d+\.\d\d\)", t).group(1) for t in labels]
     assert numbers == ["1", "2"]
-    assert page.evaluate("document.querySelector('#after').naturalWidth") == 1024
+    assert page.evaluate("document.querySelector('#after').naturalWidth") == 512
     ticks.first.uncheck()
     assert page.input_value("[data-stage=facefix] [name=faces]") == "2"
     ticks.nth(1).uncheck()
@@ -289,6 +294,7 @@ def test_option_and_image_errors_show_next_to_their_field(ui, photos):
     page = ui["page"]
     upload(page, photos["chelsea"])
     page.get_by_role("tab", name="Upscale").click()
+    page.check("[data-stage=upscale] .size-switch [value=scale]")
     set_option(page, "upscale", "scale", 40)  # the widget keeps it in range
     assert page.input_value("[data-stage=upscale] input[type=number][name=scale]") == "32"
     set_option(page, "upscale", "scale", 2)

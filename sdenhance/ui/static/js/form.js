@@ -152,7 +152,8 @@ export class OptionsForm {
     }
     if (this.fields.has("scale") && this.fields.has("width")) this.sizeSwitch(mainBox);
     if (SEEDED.has(stage.name)) advanced.append(this.seedField());
-    this.element.append(mainBox, advanced);
+    this.element.append(mainBox);
+    if (advanced.children.length > 1) this.element.append(advanced);
   }
 
   presetPicker() {

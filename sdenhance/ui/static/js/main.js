@@ -109,7 +109,7 @@ function selectTab(tab) {
       state.stageOf.set(tab.id, name);
       showStage();
     });
-    const text = `${label(name)} — ${state.schema.stages[name].summary}`;
+    const text = state.schema.stages[name].summary || label(name);
     const item = document.createElement("label");
     item.append(radio, ` ${text}`);
     switcher.append(item);
