@@ -287,6 +287,7 @@ def test_face_detections_become_picks(ui, photos):
     expect(error).to_contain_text("tick at least one face")
     ticks.first.check()
     assert page.input_value("[data-stage=facefix] [name=faces]") == "1"
+    expect(error).to_be_empty()
     shot(ui, "facefix-detections")
 
 

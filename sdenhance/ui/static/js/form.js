@@ -142,7 +142,11 @@ export class OptionsForm {
     ]);
     const onEdit = (name) => {
       this.dirty.add(name);
-      this.fields.get(name)?.wrap.classList.remove("has-error");
+      const field = this.fields.get(name);
+      if (field) {
+        field.error.textContent = "";
+        field.wrap.classList.remove("has-error");
+      }
     };
     if (Object.keys(presets).length) mainBox.append(this.presetPicker());
     for (const s of stage.options) {
@@ -241,7 +245,10 @@ export class OptionsForm {
   }
 
   set(name, value) {
-    this.fields.get(name).set(value);
+    const field = this.fields.get(name);
+    field.set(value);
+    field.error.textContent = "";
+    field.wrap.classList.remove("has-error");
     this.dirty.add(name);
   }
 
