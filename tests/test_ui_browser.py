@@ -218,6 +218,48 @@ def test_strokes_change_only_what_they_cover(ui, photos, tmp_path, tab, options,
     assert changed[core].mean() > 0.9
 
 
+def painted(page) -> int:
+    """Mask pixels painted (alpha >= 50 %), read from the canvas itself."""
+    return page.locator("#mask-canvas").evaluate(
+        "c => { const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
+        "let n = 0; for (let i = 3; i < d.length; i += 4) n += d[i] >= 128; return n; }"
+    )
+
+
+def test_mask_tools_erase_undo_clear_and_upload(ui, photos, tmp_path):
+    page = ui["page"]
+    upload(page, photos["chelsea"])
+    page.get_by_role("tab", name="Remove").click()
+    page.click("#mask-clear")
+    paint(page, [((100, 150), (300, 150))], 20)
+    stroke = painted(page)
+    assert abs(stroke - (200 * 20 + np.pi * 10**2)) < 0.1 * stroke  # a 20 px wide stroke
+    page.check("input[name=mask-tool][value=eraser]")
+    paint(page, [((200, 130), (200, 170))], 40)  # rubs out about 40 px of its length
+    assert 0.7 * stroke < painted(page) < 0.9 * stroke
+    page.click("#mask-undo")
+    assert painted(page) == stroke
+    page.click("#mask-clear")
+    assert painted(page) == 0
+    page.click("#mask-undo")
+    assert painted(page) == stroke
+    page.check("input[name=mask-tool][value=brush]")
+    mask = np.zeros((300, 451), np.uint8)
+    mask[100:200, 40:240] = 200  # light grey counts as white
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+    page.set_input_files("#mask-file", str(tmp_path / "mask.png"))
+    expect(page.locator("#mask-canvas")).to_be_visible()
+    for _ in range(50):  # the upload is read asynchronously
+        if painted(page) != stroke:
+            break
+        page.wait_for_timeout(100)
+    assert painted(page) == 100 * 200  # the upload replaced the painted mask
+    page.uncheck("#mask-show")
+    expect(page.locator("#mask-canvas")).to_be_hidden()
+    page.check("#mask-show")
+    page.click("#mask-clear")
+
+
 def test_upscale_shows_both_images_at_their_sizes(ui, photos):
     page = ui["page"]
     upload(page, photos["chelsea"])

@@ -60,6 +60,25 @@ def test_the_browser_opens_the_page_with_the_token_in_its_fragment(tmp_path, mon
     assert opened == []
 
 
+def test_the_readme_line_uses_real_options(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from sdenhance.cli import ui
+
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text()
+    section = readme.split("## Web UI\n", 1)[1].split("\n## ", 1)[0]
+    line = re.findall(r"```console\n(sdenhance ui .*?)\n```", section)[0]
+    assert "(docs/ui.png)" in section and (root / "docs/ui.png").is_file()
+    calls = []
+    monkeypatch.setattr(ui, "run_server", lambda *a, **k: calls.append((a, k)))
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, [*line.split()[1:], "--no-browser"])
+    assert result.exit_code == 0, result.output
+    (web, host, port, *_), _ = calls[0]
+    assert (host, port) == ("127.0.0.1", 7860) and (tmp_path / "out").is_dir()
+
+
 def test_a_real_process_serves_the_page_and_guards_the_api(tmp_path):
     port = free_port()
     env = {**os.environ, "SDENHANCE_TOKEN": "process-token-0123456789"}
