@@ -4,7 +4,6 @@ They sit behind the server's token like every API route."""
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 from fastapi import APIRouter, Query, Request
@@ -19,15 +18,11 @@ router = APIRouter(prefix="/api/v1", tags=["ui"])
 NAME_HELP = "File name the user has this image under (only its last part is used)."
 
 
-@functools.cache
-def _schema() -> dict[str, Any]:
-    return page_schema()
-
-
 @router.get("/stages")
 def stages() -> dict[str, Any]:
-    """The page's tabs and each stage's options: help, kind, default, bounds, choices."""
-    return _schema()
+    """The page's tabs and each stage's options: help, kind, default, bounds, choices; the
+    presets' values per stage (user presets included, read at each call)."""
+    return page_schema()
 
 
 def _plain_name(name: str | None) -> str | None:
