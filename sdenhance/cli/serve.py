@@ -98,13 +98,13 @@ def serve(
 
     Offline work (`creativity` 0, resize, colour) needs no diffusion model at all.
     """
-    from sdenhance.server.app import create_app
-
     # 1. Check everything before anything starts
     c.setup_logging(verbose)
     settings = server_settings(host, port, token, queue, outputs, max_request_mb)
 
     # 2. Build the app and serve until Ctrl-C or SIGTERM
+    from sdenhance.server.app import create_app
+
     web = create_app(settings, engine_config=engine)
     banner = f"sdenhance serving on {base_url(host, port)} (API docs: /docs)"
     run_server(web, host, port, verbose, f"{banner}; results in {settings.outputs}")

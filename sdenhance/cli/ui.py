@@ -55,13 +55,13 @@ def ui(
     http://HOST:PORT/#token=T) and sends it with every request. Nothing is fetched from the
     internet.
     """
-    from sdenhance.ui.app import create_ui_app
-
     # 1. Check everything before anything starts (the same rules as `serve`)
     c.setup_logging(verbose)
     settings = server_settings(host, port, token, queue, outputs, max_request_mb)
 
     # 2. Build the app with the page, serve it, open the browser once it listens
+    from sdenhance.ui.app import create_ui_app
+
     web = create_ui_app(settings, engine_config=engine)
     url = base_url(host if host not in ("0.0.0.0", "::") else "127.0.0.1", port) + "/"
     banner = f"sdenhance UI on {url} (API docs: /docs); results in {settings.outputs}"
