@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import re
 
 import pytest
 from PIL import Image
@@ -87,9 +88,9 @@ def test_the_schema_is_each_stages_options(client):
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"creativity": 1.5}, "upscale: `creativity` must be ≥ 0.0 and ≤ 1.0; got 1.5"),
-        ({"tile": 100}, "upscale: `tile` must be ≥ 64 and a multiple of 8; got 100"),
-        ({"upscaler": "../x.pth"}, "looks like a file path"),
+        ({"creativity": 1.5}, r"^upscale: `creativity` must be ≥ 0\.0 and ≤ 1\.0; got 1\.5$"),
+        ({"tile": 100}, r"^upscale: `tile` must be ≥ 64 .*a multiple of 8; got 100$"),
+        ({"upscaler": "../x.pth"}, r"`upscaler` = '\.\./x\.pth' looks like a file path"),
     ],
 )
 def test_the_server_enforces_what_the_widgets_show(client, options, message):
@@ -100,7 +101,7 @@ def test_the_server_enforces_what_the_widgets_show(client, options, message):
         data={"stage": "upscale", "options": json.dumps(options)},
     )
     assert response.status_code == 422
-    assert message in response.json()["detail"]
+    assert re.search(message, response.json()["detail"]), response.json()["detail"]
 
 
 def test_info_gives_the_saved_infotext_record_and_command(client):
