@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from sdenhance.errors import SdenhanceError
 from sdenhance.io.limits import MAX_OUTPUT_PIXELS
+from sdenhance.io.mask_record import MAX_EMBED
 from sdenhance.options import MAX_SIDE, MAX_TEXT, shown
 
 MAX_STEPS = 32
@@ -47,6 +48,12 @@ class RecordInput(_Strict):
         return name
 
 
+class RecordMask(RecordInput):
+    """The mask of an inpaint/remove output (`sdenhance.io.mask_record`), `png` when small."""
+
+    png: Annotated[str, Field(max_length=MAX_EMBED * 4 // 3 + 4)] | None = None
+
+
 class RunRecord(_Strict):
     """Every key an sdenhance output's record may hold; anything else is refused."""
 
@@ -70,6 +77,7 @@ class RunRecord(_Strict):
     inpaint_crops: list[dict[str, Any]] | None = None
     reference: Short | None = None
     original: Short | None = None
+    mask: RecordMask | None = None
 
     @field_validator("size_in", "size_out")
     @classmethod

@@ -12,6 +12,7 @@ from PIL import Image
 from sdenhance.cli import common as c
 from sdenhance.errors import SdenhanceError
 from sdenhance.io.convert import join_alpha
+from sdenhance.io.mask_record import mask_record
 from sdenhance.models.config import EngineConfig
 from sdenhance.stages import Context, build_options
 
@@ -50,7 +51,7 @@ SkipUnmasked = Annotated[
         rich_help_panel=c.P_MASK,
     ),
 ]
-MaskOf = Callable[[Path], "Image.Image | None"]
+MaskOf = Callable[[Path], "tuple[Image.Image | None, str]"]
 
 
 def _read_mask(path: str | Path) -> Image.Image:
@@ -70,10 +71,10 @@ def _mask_plan(
     at once (or, with `--skip-unmasked`, drops those inputs, listed on stderr), never halfway.
     """
     if spec == "alpha":
-        return inputs, lambda path: None, None
+        return inputs, lambda path: (None, "alpha"), None
     if Path(spec).is_file():
         image = _read_mask(spec)
-        return inputs, lambda path: image, image
+        return inputs, lambda path: (image, Path(spec).name), image
     if not Path(spec).is_dir():
         raise SdenhanceError(
             f"`--mask`: no such file or folder {spec!r}; give a mask image, a folder or `alpha`"
@@ -94,8 +95,10 @@ def _mask_plan(
     if not kept:
         raise SdenhanceError(f"no input has a mask in {spec}")
 
-    def mask_of(path: Path) -> Image.Image:
-        return _read_mask(pairs[Path(path)])  # type: ignore[arg-type]
+    def mask_of(path: Path) -> tuple[Image.Image, str]:
+        found = pairs[Path(path)]
+        assert found is not None
+        return _read_mask(found), found.name
 
     return [str(p) for p in kept], mask_of, None
 
@@ -111,7 +114,7 @@ def _masked_input(path: Path, mask_of: MaskOf, ctx: Context) -> Image.Image:
 
     loaded = load_image(path, metadata=False)
     image, alpha = loaded.image, loaded.alpha
-    mask_image = mask_of(Path(path))
+    mask_image, name = mask_of(Path(path))
     if mask_image is None:
         if alpha is None:
             raise SdenhanceError(
@@ -121,6 +124,7 @@ def _masked_input(path: Path, mask_of: MaskOf, ctx: Context) -> Image.Image:
         alpha = None
     else:
         ctx.images["mask"] = mask_image
+    ctx.record["mask"] = mask_record(ctx.images["mask"], name)  # for `run --from`
     return join_alpha(image, alpha)
 
 
