@@ -49,6 +49,9 @@ def test_inpaint_output_records_its_mask_and_reruns_bit_identically(models, file
     assert entry["name"] == "hole.png" and len(entry["sha256"]) == 16
     stored = Image.open(io.BytesIO(base64.b64decode(entry["png"]))).convert("L")
     assert np.array_equal(np.asarray(stored), pixels(files / "hole.png"))
+    shown = cli("info", str(out))
+    assert "hole.png" in shown.stdout and "(stored, see --json)" in shown.stdout
+    assert entry["png"] not in shown.stdout
     (files / "hole.png").unlink()  # the stored copy is enough
     result = cli("run", "--from", str(out))
     assert result.exit_code == 0, result.output
