@@ -12,11 +12,19 @@ from sdenhance.upscalers.registry import MODEL_SUFFIXES, REGISTRY
 
 
 def preflight(opts: Any, ctx: Any) -> None:
-    """Refuse options that are wrong for every input, once and before any work: an overlap not
-    below the tile the model will use, a ControlNet of another family than the model.
+    """Refuse options that are wrong for every input, once and before any work: an unknown
+    pre-upscaler, an overlap not below the tile the model will use, a ControlNet of another
+    family than the model.
 
-    Resolving a model reads configs only; no weights load. Nothing to check without diffusion.
+    Resolving a model reads configs only; no weights load. An unknown pre-upscaler is named
+    first (it is wrong even without diffusion).
     """
+    from pathlib import Path
+
+    from sdenhance.upscalers.registry import get_upscaler
+
+    if not Path(opts.upscaler).expanduser().is_file():
+        get_upscaler(opts.upscaler)  # raises, listing the known ones
     if opts.creativity == 0:
         return
     check_upscaler_name(opts.upscaler)  # a typo fails before any model is resolved
