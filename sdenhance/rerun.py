@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from sdenhance.errors import SdenhanceError
 from sdenhance.io.limits import MAX_OUTPUT_PIXELS
+from sdenhance.io.mask_record import MAX_EMBED
 from sdenhance.options import MAX_SIDE, MAX_TEXT, shown
 
 MAX_STEPS = 32
@@ -45,6 +46,12 @@ class RecordInput(_Strict):
         if name in (".", "..") or any(c in name for c in "/\\\x00") or Path(name).is_absolute():
             raise ValueError("the input must be a bare file name, not a path")
         return name
+
+
+class RecordMask(RecordInput):
+    """The mask of an inpaint/remove output (`sdenhance.io.mask_record`), `png` when small."""
+
+    png: Annotated[str, Field(max_length=MAX_EMBED * 4 // 3 + 4)] | None = None
 
 
 class RecordNetwork(_Strict):
@@ -78,6 +85,7 @@ class RunRecord(_Strict):
     inpaint_crops: list[dict[str, Any]] | None = None
     reference: Short | None = None
     original: Short | None = None
+    mask: RecordMask | None = None
     loras: Annotated[list[RecordNetwork], Field(max_length=64)] | None = None
     embeddings: Annotated[list[RecordNetwork], Field(max_length=64)] | None = None
     prompt_chunks: Annotated[int, Field(ge=1, le=64)] | None = None

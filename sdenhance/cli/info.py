@@ -81,7 +81,10 @@ def info(
         _print(f"comfyui:  {' and '.join(parts)} graph present (see --json)")
     if meta.sdenhance:
         _print("sdenhance record:")
-        for line in terminal_json(meta.sdenhance, indent=2, default=str).splitlines():
+        record = dict(meta.sdenhance)
+        if isinstance(record.get("mask"), dict) and "png" in record["mask"]:  # base64, not text
+            record["mask"] = {**record["mask"], "png": "(stored, see --json)"}
+        for line in terminal_json(record, indent=2, default=str).splitlines():
             _print(f"  {line}")
 
 

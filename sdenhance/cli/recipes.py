@@ -212,6 +212,16 @@ def run(
             show_default=False,
         ),
     ] = None,
+    mask: Annotated[
+        Path | None,
+        typer.Option(
+            "--mask",
+            help="With --from: the mask to re-run an inpaint/remove output with, instead of the "
+            "one stored in it or found beside it by name (which must match its recorded hash).",
+            rich_help_panel=c.P_MASK,
+            show_default=False,
+        ),
+    ] = None,
     seed: c.Seed = None,
     no_input_prompt: c.NoInputPrompt = False,
     output: c.Output = None,
@@ -225,6 +235,8 @@ def run(
     Every step is checked before any model loads; models load once for all steps and images.
     Outputs go beside each input as {stem}_{recipe}.png (--from: {stem}_rerun.png).
     """
+    from sdenhance.cli.inpaint import _masked_input
+    from sdenhance.cli.rerun_mask import rerun_mask
     from sdenhance.recipes import Recipe, load_recipe, parse_sets
 
     c.setup_logging(verbose)
@@ -232,6 +244,9 @@ def run(
     overrides: dict[str, Any] = {**(networks or {}), **parse_sets(sets or [])}
     specs = list(inputs or [])
     record: RunRecord | None = None
+    mask_of = None
+    if mask is not None and from_image is None:
+        raise SdenhanceError("`--mask` goes with --from; recipes take no mask")
     if from_image is not None:
         if recipe is not None:
             specs.insert(0, recipe)
@@ -240,6 +255,7 @@ def run(
         warn_changed(record, str(from_image))
         the_recipe.validate(overrides)  # the whole record is checked before any file is looked up
         specs = specs or [_recorded_input(record, from_image)]
+        mask_of = rerun_mask(record, from_image, mask)
         seed = seed if seed is not None else record.seed
         engine = dataclasses.replace(  # flags win over the recorded models
             engine,
@@ -293,9 +309,12 @@ def run(
                 item.input,
                 from_image,
             )
-        image = run_recipe(
-            the_recipe, join_alpha(loaded.image, loaded.alpha), ctx=ctx, steps=item_steps
+        image = (
+            _masked_input(item.input, mask_of, ctx)
+            if mask_of is not None
+            else join_alpha(loaded.image, loaded.alpha)
         )
+        image = run_recipe(the_recipe, image, ctx=ctx, steps=item_steps)
         return image, {"recipe": the_recipe.name}
 
     def check(ctx, inputs):

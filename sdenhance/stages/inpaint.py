@@ -24,9 +24,11 @@ from sdenhance.models.schedulers import DEFAULT_SCHEDULER, SCHEDULERS
 from sdenhance.ops.color import color_transfer
 from sdenhance.ops.crops import composite_exact, crop, crop_groups
 from sdenhance.ops.masks import Box, check_mask, feather, grow, mask_from_image
+from sdenhance.ops.soft_mask import soft_values
 from sdenhance.options import option
 from sdenhance.stages import Context
 from sdenhance.stages.img2img import DEFAULT_NEGATIVE, effective_steps, pad_to_multiple
+from sdenhance.stages.inpaint_soft import soft_step
 from sdenhance.stages.networks import NetworkOptions
 
 AREAS = ("masked", "whole")
@@ -92,6 +94,11 @@ class Options(NetworkOptions):
         True,
         "Match the repainted area's Lab mean and spread to the unmasked ring around it; turn "
         "off when the prompt asks for colours unlike the surroundings.",
+    )
+    soft: bool = option(
+        False,
+        "Graded mask: each pixel changes in proportion to its mask value (grey = partly, "
+        "black = kept), so soft edges blend; white repaints as without it (4-channel models).",
     )
     mask_resize: bool = option(
         False,
@@ -279,9 +286,11 @@ def repaint(
         model_mask = np.pad(region, ((0, ph - bh), (0, pw - bw)))
     steps = effective_steps(opts.steps, opts.strength)
 
+    soften = soft_step(pipe, model_mask, LATENT) if opts.soft else None
+
     def on_step(pipe_: Any, i: int, t: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
         progress(i + 1, pipe_.num_timesteps)
-        return kwargs
+        return soften(pipe_, i, kwargs) if soften else kwargs
 
     out = pipe(
         **cond.pipe_kwargs(),
@@ -294,6 +303,7 @@ def repaint(
         height=ph,
         width=pw,
         callback_on_step_end=on_step,
+        callback_on_step_end_tensor_inputs=["latents", "mask"] if soften else ["latents"],
         output_type="pil",
     ).images[0]
     if job.resample:
@@ -342,7 +352,8 @@ def run(image: Image.Image, opts: Options, ctx: Context) -> Image.Image:
     mask_img = ctx.images.get("mask")
     if mask_img is None:
         raise SdenhanceError("inpaint needs a mask: white (or transparent, with `alpha`) = repaint")
-    mask = check_mask(mask_from_image(mask_img), image.size, resize=opts.mask_resize)
+    values = soft_values(mask_img) if opts.soft else mask_from_image(mask_img)
+    mask = check_mask(values, image.size, resize=opts.mask_resize)
 
     # 2. Grow or shrink, then feather outwards into the blend mask
     region = grown_region(mask, opts)

@@ -8,16 +8,26 @@ from typing import Any
 
 from sdenhance.errors import SdenhanceError
 from sdenhance.models.config import EngineConfig, controlnet_disabled
+from sdenhance.upscalers.registry import MODEL_SUFFIXES, REGISTRY
 
 
 def preflight(opts: Any, ctx: Any) -> None:
-    """Refuse options that are wrong for every input, once and before any work: an overlap not
-    below the tile the model will use, a ControlNet of another family than the model.
+    """Refuse options that are wrong for every input, once and before any work: an unknown
+    pre-upscaler, an overlap not below the tile the model will use, a ControlNet of another
+    family than the model.
 
-    Resolving a model reads configs only; no weights load. Nothing to check without diffusion.
+    Resolving a model reads configs only; no weights load. An unknown pre-upscaler is named
+    first (it is wrong even without diffusion).
     """
+    from pathlib import Path
+
+    from sdenhance.upscalers.registry import get_upscaler
+
+    if not Path(opts.upscaler).expanduser().is_file():
+        get_upscaler(opts.upscaler)  # raises, listing the known ones
     if opts.creativity == 0:
         return
+    check_upscaler_name(opts.upscaler)  # a typo fails before any model is resolved
     engine = ctx.engine
     tile = opts.tile or engine.native_resolution
     if opts.overlap >= tile:
@@ -26,6 +36,13 @@ def preflight(opts: Any, ctx: Any) -> None:
             f"{'' if opts.tile else ', the model native size'}); got {opts.overlap}"
         )
     engine.controlnet_model  # noqa: B018  resolves and checks its family, loads nothing
+
+
+def check_upscaler_name(name: str) -> None:
+    """A registered upscaler or a model file path; anything else lists the known names."""
+    if name in REGISTRY or name.lower().endswith(MODEL_SUFFIXES):
+        return
+    REGISTRY.get(name)  # raises UnsupportedUpscalerError naming the known upscalers
 
 
 def refuse_resemblance(engine_config: EngineConfig | None) -> None:
