@@ -784,7 +784,8 @@ def test_infotext_layout_and_mapping():
         "Model hash: abcdef0123, Model: realisticVision_v60, Denoising strength: 0.35, "
         'ControlNet 0: "Model: lllyasviel/control_v11f1e_sd15_tile [a371b31b], Weight: 0.6", '
         "Hires upscale: 4, Hires upscaler: R-ESRGAN 4x+, Tile: 512, Color fix: wavelet, "
-        "Stages: denoise > upscale > colorfix, Original size: 64x48, Version: sdenhance 0.1.0"
+        "Stages: denoise > upscale > colorfix, Main step: 2 upscale, Original size: 64x48, "
+        "Version: sdenhance 0.1.0"
     )
 
 

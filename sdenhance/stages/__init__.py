@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Protocol
 
-from sdenhance.errors import SdenhanceError
+from sdenhance.errors import ModelNotFoundError, SdenhanceError
 from sdenhance.io.convert import join_alpha, split_alpha
-from sdenhance.options import from_mapping, to_dict
+from sdenhance.options import from_mapping
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -103,12 +103,26 @@ def build_options(stage: str, values: dict[str, Any], *, where: str = "") -> Any
 
 
 def apply_stage(stage: str, image: Image.Image, opts: Any, ctx: Context) -> Image.Image:
-    """Run one stage with the image convention applied: alpha aside, then restored."""
+    """Run one stage with the image convention applied: alpha aside, then restored.
+
+    The step is recorded in `ctx.record` (`stages.records`), and the result carries what the
+    input carried for its outputs (ICC profile, EXIF, XMP) in its `info`.
+    """
+    from sdenhance.io.save_params import CARRIED_KEYS
+    from sdenhance.stages.records import record_step
+
     module = get_stage(stage)
     rgb, alpha = split_alpha(image)
     ctx.images.setdefault("original", rgb)
     if alpha is not None:
         ctx.images.setdefault("alpha", alpha)
-    out = module.run(rgb, opts, ctx)
-    ctx.record.setdefault("steps", []).append({"stage": stage, "options": to_dict(opts)})
-    return join_alpha(out, alpha)
+    before = dict(ctx.record)
+    try:
+        out = module.run(rgb, opts, ctx)
+    except ModelNotFoundError as exc:  # name the stage's own way round a missing model
+        exc.offline = exc.offline or getattr(module, "OFFLINE", None)
+        raise
+    record_step(ctx.record, before, stage, module, opts, (rgb.size, out.size))
+    result = join_alpha(out, alpha)
+    result.info.update({k: image.info[k] for k in CARRIED_KEYS if k in image.info})
+    return result
