@@ -15,13 +15,17 @@ import typer
 from typer.core import TyperGroup
 
 from sdenhance.cli.common import err_console
-from sdenhance.errors import SdenhanceError
+from sdenhance.errors import SdenhanceError, cli_names
 
 
 class _Group(TyperGroup):
     """Maps user errors to one line + exit 2 and interrupts to exit 130, for every command."""
 
     def invoke(self, ctx: click.Context):  # type: ignore[override]
+        with cli_names():  # messages name options as flags here, as keywords in the API
+            return self._invoke(ctx)
+
+    def _invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
         except SdenhanceError as exc:

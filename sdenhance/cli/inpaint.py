@@ -11,6 +11,7 @@ from PIL import Image
 from sdenhance.cli import common as c
 from sdenhance.errors import SdenhanceError
 from sdenhance.io.convert import join_alpha
+from sdenhance.io.formats import SaveOptions
 from sdenhance.models.config import EngineConfig
 from sdenhance.stages import Context, build_options
 
@@ -76,6 +77,7 @@ def _masked_input(path: Path, mask_image: Image.Image | None, ctx: Context) -> I
 @app.command("remove")
 @c.engine_options("model", "inpaint_model")
 @c.stage_options("remove")
+@c.output_options
 def remove(
     inputs: c.Inputs,
     mask: MaskSource,
@@ -83,6 +85,7 @@ def remove(
     output: c.Output = None,
     overwrite: c.Overwrite = False,
     verbose: c.Verbose = False,
+    saving: SaveOptions | None = None,
     engine: EngineConfig | None = None,
     values: dict[str, Any] | None = None,
 ) -> None:
@@ -94,14 +97,30 @@ def remove(
     c.setup_logging(verbose)
     c.check_seed(seed)
     opts = build_options("remove", values or {})
+    c.warn_unused("remove", opts, values or {})
     mask_image = _load_mask(mask)
-    work = c.stage_work("remove", opts, load=lambda path, ctx: _masked_input(path, mask_image, ctx))
-    c.process_images(inputs, output, "remove", work, overwrite=overwrite, engine=engine, seed=seed)
+    work = c.stage_work(
+        "remove",
+        opts,
+        load=lambda path, ctx: _masked_input(path, mask_image, ctx),
+        extra={"mask": mask},
+    )
+    c.process_images(
+        inputs,
+        output,
+        "remove",
+        work,
+        overwrite=overwrite,
+        engine=engine,
+        seed=seed,
+        saving=saving,
+    )
 
 
 @app.command("inpaint")
 @c.engine_options("model", "inpaint_model")
 @c.stage_options("inpaint")
+@c.output_options
 def inpaint(
     inputs: c.Inputs,
     mask: InpaintMask,
@@ -110,6 +129,7 @@ def inpaint(
     output: c.Output = None,
     overwrite: c.Overwrite = False,
     verbose: c.Verbose = False,
+    saving: SaveOptions | None = None,
     engine: EngineConfig | None = None,
     values: dict[str, Any] | None = None,
 ) -> None:
@@ -122,6 +142,18 @@ def inpaint(
     opts = build_options("inpaint", c.with_preset(preset, values or {}, "inpaint"))
     mask_image = _load_mask(mask)
     work = c.stage_work(
-        "inpaint", opts, load=lambda path, ctx: _masked_input(path, mask_image, ctx)
+        "inpaint",
+        opts,
+        load=lambda path, ctx: _masked_input(path, mask_image, ctx),
+        extra={"mask": mask},
     )
-    c.process_images(inputs, output, "inpaint", work, overwrite=overwrite, engine=engine, seed=seed)
+    c.process_images(
+        inputs,
+        output,
+        "inpaint",
+        work,
+        overwrite=overwrite,
+        engine=engine,
+        seed=seed,
+        saving=saving,
+    )

@@ -12,8 +12,12 @@ import typer
 
 from sdenhance.cli import common as c
 from sdenhance.cli.images import input_record
+from sdenhance.cli.stage_work import writes_deep
 from sdenhance.errors import SdenhanceError
+from sdenhance.io.formats import SaveOptions
 from sdenhance.models.config import EngineConfig
+from sdenhance.options import to_dict
+from sdenhance.stages.deep import deep_capable
 
 app = typer.Typer()
 log = logging.getLogger("sdenhance")
@@ -184,6 +188,7 @@ def recipes(
 
 @app.command("run")
 @c.engine_options("model", "controlnet", "inpaint_model")
+@c.output_options
 def run(
     recipe: Annotated[
         str | None,
@@ -214,6 +219,7 @@ def run(
     overwrite: c.Overwrite = False,
     verbose: c.Verbose = False,
     engine: EngineConfig | None = None,
+    saving: SaveOptions | None = None,
 ) -> None:
     """Run a recipe's steps on images, or re-run an output with --from.
 
@@ -277,6 +283,14 @@ def run(
             if with_prompt != overrides:
                 item_steps = the_recipe.validate(with_prompt)
                 ctx.record["prompt_source"] = loaded.metadata.source
+        if writes_deep(loaded, item.output) and all(
+            deep_capable(s.stage, s.options) for s in steps
+        ):
+            from sdenhance.stages.deep import run_deep
+
+            out = run_deep([(s.stage, s.options) for s in item_steps], loaded.deep, ctx)
+            ctx.record["recipe"] = the_recipe.name
+            return out, {"recipe": the_recipe.name}
         if expected and input_record(item.input)["sha256"] != expected:
             log.warning(
                 "%s differs from the input %s was made from; pixels will differ",
@@ -288,7 +302,22 @@ def run(
         )
         return image, {"recipe": the_recipe.name}
 
-    c.process_images(specs, output, op, work, overwrite=overwrite, engine=engine, seed=seed)
+    settings = {
+        "recipe": the_recipe.name,
+        "steps": [{"stage": s.stage, "options": to_dict(s.options)} for s in steps],
+        "input_prompt": offer,
+    }
+    c.process_images(
+        specs,
+        output,
+        op,
+        work,
+        overwrite=overwrite,
+        engine=engine,
+        seed=seed,
+        saving=saving,
+        settings=settings,
+    )
 
 
 def _record_of(path: Path) -> dict[str, Any]:

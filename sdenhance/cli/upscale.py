@@ -7,6 +7,7 @@ from typing import Any
 import typer
 
 from sdenhance.cli import common as c
+from sdenhance.io.formats import SaveOptions
 from sdenhance.models.config import EngineConfig
 from sdenhance.stages import build_options
 
@@ -16,6 +17,7 @@ app = typer.Typer()
 @app.command("upscale")
 @c.engine_options("model", "controlnet")
 @c.stage_options("upscale")
+@c.output_options
 def upscale(
     inputs: c.Inputs,
     preset: c.Preset = None,
@@ -24,6 +26,7 @@ def upscale(
     output: c.Output = None,
     overwrite: c.Overwrite = False,
     verbose: c.Verbose = False,
+    saving: SaveOptions | None = None,
     engine: EngineConfig | None = None,
     values: dict[str, Any] | None = None,
 ) -> None:
@@ -35,6 +38,7 @@ def upscale(
     c.check_seed(seed)
     given = values or {}
     opts = build_options("upscale", c.with_preset(preset, given, "upscale"))
+    c.warn_unused("upscale", opts, given)
     use_prompt = "prompt" not in given and not no_input_prompt
     label = (
         f"x{opts.scale:g}"
@@ -50,4 +54,5 @@ def upscale(
         engine=engine,
         seed=seed,
         fields={"scale": label},
+        saving=saving,
     )
