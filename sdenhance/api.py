@@ -44,7 +44,7 @@ def _warn_unused(stage: str, opts: Any, given: dict[str, Any]) -> None:
 
     unused, why = unused_options(get_stage(stage), opts, given)
     if unused:
-        logging.getLogger("sdenhance").warning("%s: no effect (%s)", ", ".join(unused), why)
+        logging.getLogger("sdenhance").warning("no effect: %s (%s)", ", ".join(unused), why)
 
 
 def _mask_or_alpha(image: ImageLike, mask: ImageLike) -> tuple[Image.Image, ImageLike]:

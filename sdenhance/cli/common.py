@@ -168,7 +168,7 @@ def warn_unused(stage: str, opts: Any, given: dict[str, Any]) -> None:
     unused, why = unused_options(get_stage(stage), opts, given)
     if unused:
         names = ", ".join(option_text(name) for name in unused)
-        logging.getLogger("sdenhance").warning("%s: no effect (%s)", names, why)
+        logging.getLogger("sdenhance").warning("no effect: %s (%s)", names, why)
 
 
 def output_options(fn: Callable[..., Any]) -> Callable[..., Any]:

@@ -16,7 +16,8 @@ from sdenhance.cli.stage_work import writes_deep
 from sdenhance.errors import SdenhanceError
 from sdenhance.io.formats import SaveOptions
 from sdenhance.models.config import EngineConfig
-from sdenhance.options import to_dict
+from sdenhance.stages import get_stage
+from sdenhance.stages.records import recorded_options
 from sdenhance.stages.deep import deep_capable
 
 app = typer.Typer()
@@ -304,7 +305,10 @@ def run(
 
     settings = {
         "recipe": the_recipe.name,
-        "steps": [{"stage": s.stage, "options": to_dict(s.options)} for s in steps],
+        "steps": [
+            {"stage": s.stage, "options": recorded_options(get_stage(s.stage), s.options)}
+            for s in steps
+        ],
         "input_prompt": offer,
     }
     c.process_images(

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from sdenhance.options import to_dict
-from sdenhance.stages import Context
+from sdenhance.stages import Context, get_stage
+from sdenhance.stages.records import recorded_options
 
 
 class StageWork:
@@ -36,9 +36,11 @@ class StageWork:
 
     @property
     def settings(self) -> dict[str, Any]:
+        """What decides the output: the options in effect (one that does nothing, such as a
+        prompt at creativity 0, changes no output), the input-prompt choice and the roles."""
         return {
             "stage": self.stage,
-            "options": to_dict(self.opts),
+            "options": recorded_options(get_stage(self.stage), self.opts),
             "input_prompt": self.input_prompt,
             **self.extra,
         }

@@ -8,6 +8,7 @@ tifffile writer, so exposure data stays behind in 16-bit TIFF outputs).
 
 from __future__ import annotations
 
+import io
 import struct
 import zlib
 from typing import BinaryIO
@@ -15,7 +16,7 @@ from typing import BinaryIO
 import numpy as np
 
 from sdenhance.io.deep import DeepImage
-from sdenhance.io.exif import IMAGE_DESCRIPTION, SOFTWARE
+from sdenhance.io.exif import IMAGE_DESCRIPTION
 from sdenhance.io.save_params import FileMetadata
 
 # IFD0 text tags of camera EXIF that tifffile can write as they are
@@ -76,8 +77,6 @@ def _tiff16(f: BinaryIO, data: np.ndarray, meta: FileMetadata) -> None:
     import tifffile
 
     extratags = []
-    if meta.software is not None:
-        extratags.append((SOFTWARE, "s", 0, meta.software, True))
     if meta.record_json is not None:
         record = json.loads(meta.record_json)
         text = json.dumps({"sdenhance": record, "parameters": meta.infotext})
@@ -91,13 +90,16 @@ def _tiff16(f: BinaryIO, data: np.ndarray, meta: FileMetadata) -> None:
     xmp = meta.fitted_xmp()
     if xmp:
         extratags.append((700, "B", len(xmp), xmp, True))
+    buffer = io.BytesIO()  # tifffile wants a named file or a buffer, not a bare descriptor
     tifffile.imwrite(
-        f,
+        buffer,
         data,
         photometric="rgb",
         extrasamples=(2,) if data.shape[2] == 4 else None,
         compression="zlib",
         iccprofile=meta.icc,
         metadata=None,
+        software=meta.software or False,
         extratags=extratags,
     )
+    f.write(buffer.getbuffer())

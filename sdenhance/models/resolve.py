@@ -66,7 +66,8 @@ class ResolvedModel:
 
 
 def _missing(spec: str, role: str, looked: str, *, online: bool = True) -> SdenhanceError:
-    return ModelNotFoundError(f"{role} `{spec}` not found: {looked}", role=role, online=online)
+    name = "ControlNet" if role == "controlnet" else "model"
+    return ModelNotFoundError(f"{name} `{spec}` not found: {looked}", role=role, online=online)
 
 
 def _looks_local(spec: str) -> bool:
@@ -80,8 +81,9 @@ def _looks_local(spec: str) -> bool:
 
 def _missing_path(spec: str, role: str) -> ModelNotFoundError:
     kind = "file" if spec.lower().endswith(_CHECKPOINT_SUFFIXES) else "folder"
+    name = "ControlNet" if role == "controlnet" else "model"
     return ModelNotFoundError(
-        f"{role} {kind} {spec} does not exist", role=role, online=False, local=True
+        f"{name} {kind} {spec} does not exist", role=role, online=False, local=True
     )
 
 
