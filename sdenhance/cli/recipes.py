@@ -17,8 +17,8 @@ from sdenhance.errors import SdenhanceError
 from sdenhance.io.formats import SaveOptions
 from sdenhance.models.config import EngineConfig
 from sdenhance.stages import get_stage
-from sdenhance.stages.records import recorded_options
 from sdenhance.stages.deep import deep_capable
+from sdenhance.stages.records import recorded_options
 
 app = typer.Typer()
 log = logging.getLogger("sdenhance")
