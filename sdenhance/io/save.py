@@ -125,7 +125,7 @@ def _pil_writer(
             f.seek(0)
             f.truncate()
             plain = dataclasses.replace(meta, exif=None, xmp=None)
-            out.save(f, format=fmt, **encoder_params(fmt, quality), **pil_params(fmt, plain))
+            out.save(f, format=fmt, **{**encoder_params(fmt, quality), **pil_params(fmt, plain)})
 
     return write
 

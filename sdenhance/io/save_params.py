@@ -3,7 +3,8 @@
 PNG: the A1111 infotext and our JSON record as text chunks, EXIF in eXIf, XMP as iTXt.
 JPEG, WebP and AVIF: everything in EXIF as A1111 writes it (infotext in UserComment, our JSON
 in ImageDescription), XMP in its own segment. TIFF: our JSON and the infotext in
-ImageDescription, EXIF as the TIFF's own tags with its Exif and GPS IFDs. Every format
+ImageDescription, EXIF as the TIFF's own tags with its Exif and GPS IFDs (a TIFF carrying those
+is written uncompressed: libtiff, which compresses, cannot write them). Every format
 embeds the ICC profile the pixels are in. `strip` writes none of it.
 """
 
@@ -125,6 +126,9 @@ def pil_params(fmt: str, meta: FileMetadata) -> dict[str, Any]:
         if xmp:
             tags[700] = xmp
         params["tiffinfo"] = tags
+        if any(isinstance(v, dict) for v in tags.values()):
+            # only Pillow's own TIFF writer writes an Exif/GPS IFD, and it does not compress
+            params["compression"] = "raw"
     else:
         params["exif"] = _fitting_exif(fmt, meta)
         if xmp:
