@@ -38,10 +38,11 @@ class StageWork:
     def settings(self) -> dict[str, Any]:
         """What decides the output: the options in effect (one that does nothing, such as a
         prompt at creativity 0, changes no output), the input-prompt choice and the roles."""
+        options = recorded_options(get_stage(self.stage), self.opts)
         return {
             "stage": self.stage,
-            "options": recorded_options(get_stage(self.stage), self.opts),
-            "input_prompt": self.input_prompt,
+            "options": options,
+            "input_prompt": self.input_prompt and "prompt" in options,
             **self.extra,
         }
 
