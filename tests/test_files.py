@@ -277,3 +277,14 @@ def test_recipe_resize_on_16_bits_matches_a_float_lanczos(tmp_path, user_home):
     ]
     expected = np.rint(np.clip(np.dstack(channels), 0, 1) * 65535)
     assert np.abs(read16(out).astype(float) - expected).max() <= 1
+
+
+def test_info_shows_what_an_output_carries(camera_jpeg, tmp_path):
+    out = tmp_path / "out.webp"
+    assert runner.invoke(app, upscale_args(camera_jpeg, out, "webp")).exit_code == 0
+    result = runner.invoke(app, ["info", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    described = json.loads(result.stdout)
+    assert described["icc_profile"] == "Adobe RGB (1998)"
+    assert described["camera"] == "Canon EOS R5" and described["taken"] == "2024:05:01 12:00:00"
+    assert described["xmp"] is True and described["parameters"]["Size"] == "96x128"

@@ -160,3 +160,30 @@ def _set_xmp_values(xmp: bytes, values: dict[str, int]) -> bytes:
             rb"(<" + key + rb">)\s*[^<]{0,32}(</" + key + rb">)", rb"\g<1>" + new + rb"\2", xmp
         )
     return xmp
+
+
+def describe_carried(info: dict[str, Any]) -> dict[str, Any]:
+    """What an image carries for its outputs, in words: the profile's name, camera and date."""
+    import io
+
+    from PIL import ImageCms
+
+    out: dict[str, Any] = {"icc_profile": None, "camera": None, "taken": None, "xmp": False}
+    icc = info.get("icc_profile")
+    if isinstance(icc, bytes):
+        try:
+            profile = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+            out["icc_profile"] = (ImageCms.getProfileDescription(profile) or "").strip() or "yes"
+        except (ImageCms.PyCMSError, OSError, ValueError, TypeError):
+            out["icc_profile"] = "unreadable"
+    exif = Image.Exif()
+    if isinstance(info.get("exif"), bytes):
+        try:
+            exif.load(info["exif"])
+        except Exception:
+            log.debug("carried EXIF unreadable", exc_info=True)
+    camera = " ".join(str(exif[t]).strip() for t in (0x010F, 0x0110) if exif.get(t))
+    out["camera"] = camera or None
+    out["taken"] = exif.get_ifd(EXIF_IFD).get(0x9003) or exif.get(0x0132)
+    out["xmp"] = bool(info.get("xmp"))
+    return out
