@@ -155,7 +155,13 @@ def test_doctor_report_lists_cached_models(models, tmp_path, monkeypatch):
     assert {"id": "org/tiny", "family": "sdxl", "role": "pipeline", "inpaint": False} in report[
         "models"
     ]
-    assert set(report["extras"]) == {"xformers", "controlnet_aux", "spandrel", "onnxruntime"}
+    assert set(report["extras"]) == {
+        "xformers",
+        "controlnet_aux",
+        "spandrel",
+        "onnxruntime",
+        "pillow_heif",
+    }
 
 
 def test_shared_components_keep_their_dtype(models):

@@ -122,7 +122,7 @@ def require_avif() -> None:
     if not avif_supported():
         raise SdenhanceError(
             "this Pillow was built without AVIF support",
-            hint="pip install --upgrade 'pillow>=11.3' (its wheels include libavif)",
+            hint="pip install --upgrade pillow (recent wheels include libavif)",
         )
 
 
