@@ -182,7 +182,8 @@ def describe_carried(info: dict[str, Any]) -> dict[str, Any]:
             exif.load(info["exif"])
         except Exception:
             log.debug("carried EXIF unreadable", exc_info=True)
-    camera = " ".join(str(exif[t]).strip() for t in (0x010F, 0x0110) if exif.get(t))
+    make, model = (str(exif.get(t) or "").strip() for t in (0x010F, 0x0110))
+    camera = model if model.lower().startswith(make.lower()) else f"{make} {model}".strip()
     out["camera"] = camera or None
     out["taken"] = exif.get_ifd(EXIF_IFD).get(0x9003) or exif.get(0x0132)
     out["xmp"] = bool(info.get("xmp"))

@@ -16,7 +16,7 @@ from typing import Any
 from sdenhance.options import to_dict
 
 # run-wide keys that are not a step's own
-_RUN_KEYS = {"steps", "seed", "size_in", "size_out", "prompt_source", "recipe", "input"}
+_RUN_KEYS = {"steps", "seed", "size_in", "size_out", "prompt_source", "recipe", "input", "bits"}
 
 
 def in_effect(module: ModuleType, opts: Any) -> tuple[frozenset[str], str] | None:
