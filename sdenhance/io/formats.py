@@ -134,7 +134,9 @@ def encoder_params(fmt: str, quality: int | None) -> dict[str, Any]:
     if fmt == "WEBP":
         return {"quality": q, "lossless": q == 100, "exact": True}
     if fmt == "AVIF":
-        return {"quality": q, "subsampling": "4:4:4" if q >= 90 else "4:2:0"}
+        # speed 8 of libavif's 0-10: 4x faster than its default 6 for ~8 % more bytes
+        # (bench/files.py), the better trade for batches
+        return {"quality": q, "subsampling": "4:4:4" if q >= 90 else "4:2:0", "speed": 8}
     if fmt == "TIFF":
         return {"compression": "tiff_adobe_deflate"}
     return {}
