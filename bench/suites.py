@@ -630,7 +630,7 @@ def _tiles_desc(case: dict[str, Any]) -> str:
         tw, th = tiling.fit_tile(w, tile, overlap), tiling.fit_tile(h, tile, overlap)
         n = len(tiling.tile_grid(w, h, tw, th, overlap))
         return f"{n} × {tw}×{th}"
-    from sdenhance.diffusion.tiled_vae import vae_tiling
+    from sdenhance.diffusion.tiled_vae import vae_grid
     from sdenhance.stages import tile_upscale as tu
 
     opts = tu.Options(
@@ -642,11 +642,10 @@ def _tiles_desc(case: dict[str, Any]) -> str:
     )
     p = tu.plan((w, h), opts)
     t = p.tiles[0]
-    vt, vo = vae_tiling(opts.vae_tile, p.canvas)
-    lw, lh = p.canvas[0] // 8, p.canvas[1] // 8
-    vw, vh = tiling.fit_tile(lw, vt // 8, vo // 8), tiling.fit_tile(lh, vt // 8, vo // 8)
-    nv = len(tiling.tile_grid(lw, lh, vw, vh, vo // 8))
-    return f"UNet {len(p.tiles)} × {t.width * 8}×{t.height * 8}, VAE {nv} × {vw * 8}×{vh * 8}"
+    vae = vae_grid(*p.canvas, opts.vae_tile)
+    v = vae[0]
+    unet = f"UNet {len(p.tiles)} × {t.width * 8}×{t.height * 8}"
+    return f"{unet}, VAE {len(vae)} × {v.width * 8}×{v.height * 8}"
 
 
 def _fit(points: list[tuple[float, float]]) -> float:

@@ -67,6 +67,7 @@ class Enhancer:
     ----------
     model, controlnet, inpaint_model : str, optional
         Hub id, local diffusers folder or single-file checkpoint; None picks the defaults.
+        `controlnet="none"` upscales with the model alone (tile img2img).
     device, dtype : str
         "auto" picks cuda > mps > cpu and fp16 on CUDA, fp32 on CPU.
     seed : int, optional
@@ -141,6 +142,10 @@ class Enhancer:
 
         The result carries its run record in `result.info["sdenhance"]`.
         """
+        if stage == "upscale" and "resemblance" in options:
+            from sdenhance.stages.tile_upscale import refuse_resemblance
+
+            refuse_resemblance(self.config)
         opts = build_options(stage, options)
         _warn_unused(stage, opts, options)
         source = as_image(image)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from sdenhance.errors import SdenhanceError
+from sdenhance.io.paths import check_output, fill_template, safe_part
 
 log = logging.getLogger("sdenhance")
 
@@ -28,13 +29,13 @@ def expand_inputs(specs: Iterable[str | os.PathLike[str]]) -> list[Path]:
     for spec in specs:
         text = os.fspath(spec)
         path = Path(text)
-        if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if os.path.isdir(path):  # os.path: False, not an error, for names too long to exist
+            found = _folder_images(path)
             if not found:
                 raise SdenhanceError(
                     f"folder {text} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})"
                 )
-        elif path.exists():
+        elif os.path.exists(path):
             found = [path]
         elif _GLOB_CHARS & set(text):
             found = sorted(Path(p) for p in glob.glob(text) if Path(p).is_file())
@@ -47,6 +48,13 @@ def expand_inputs(specs: Iterable[str | os.PathLike[str]]) -> list[Path]:
     return list(seen)
 
 
+def _folder_images(folder: Path) -> list[Path]:
+    try:
+        return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    except OSError as exc:
+        raise SdenhanceError(f"cannot list folder {folder}: {exc.strerror or exc}") from None
+
+
 @dataclass(frozen=True)
 class BatchItem:
     input: Path
@@ -57,7 +65,7 @@ class BatchItem:
 def _same_file(a: Path, b: Path) -> bool:
     try:
         return a.resolve() == b.resolve() or (b.exists() and os.path.samefile(a, b))
-    except OSError:
+    except (OSError, ValueError):
         return False
 
 
@@ -81,35 +89,28 @@ def plan(
     from sdenhance.batch_naming import item_values, output_kind
 
     fields = dict(fields or {})
-    items: list[BatchItem] = []
-    taken: dict[Path, int] = {}
     kind = output_kind(output, len(inputs))
     as_folder = kind == "folder"
+    wanted = []
     for index, src in enumerate(inputs):
         values = item_values(index, src, op, suffix, fields, seeds)
         if output is None:
-            dst = src.with_name(f"{src.stem}_{op}{suffix}")
+            dst = src.with_name(f"{safe_part(src.stem)}_{op}{suffix}")
         elif "{" in output:
-            try:
-                dst = Path(output.format(**values))
-            except (KeyError, IndexError, ValueError) as exc:
-                allowed = ", ".join("{" + k + "}" for k in values)
-                raise SdenhanceError(
-                    f"bad output template {output!r} ({exc}); fields: {allowed}"
-                ) from None
+            dst = Path(fill_template(output, values))
             if not dst.suffix:
                 dst = dst.with_suffix(suffix)
         elif as_folder:
-            dst = Path(output) / f"{src.stem}_{op}{suffix}"
+            dst = Path(output) / f"{safe_part(src.stem)}_{op}{suffix}"
         else:
             dst = Path(output)
-        key = Path(os.path.abspath(dst))
-        if key in taken:
-            taken[key] += 1
-            dst = dst.with_name(f"{dst.stem}_{taken[key]}{dst.suffix}")
-        else:
-            taken[key] = 1
-        items.append(BatchItem(src, dst, seeds[index] if seeds else None))
+        if "\x00" in str(dst):
+            raise SdenhanceError(f"output {str(dst)!r} holds a NUL character; no file name can")
+        wanted.append(dst)
+    items = [
+        BatchItem(src, dst, seeds[index] if seeds else None)
+        for index, (src, dst) in enumerate(zip(inputs, unique_names(wanted), strict=True))
+    ]
     for item in items:
         for src in inputs:
             if _same_file(src, item.output):
@@ -117,6 +118,23 @@ def plan(
                     f"output {item.output} is an input file; inputs are never overwritten"
                 )
     return items
+
+
+def unique_names(paths: Sequence[Path]) -> list[Path]:
+    """`paths` with repeats renamed `_2`, `_3`... in order; a new name never takes one that
+    another input wants (or already got), so no result replaces another."""
+    key = lambda p: os.path.normcase(os.path.abspath(p))  # noqa: E731
+    claimed = {key(p) for p in paths}
+    given: set[str] = set()
+    out = []
+    for path in paths:
+        name, n = path, 1
+        while key(name) in given or (n > 1 and key(name) in claimed):
+            n += 1
+            name = path.with_name(f"{path.stem}_{n}{path.suffix}")
+        given.add(key(name))
+        out.append(name)
+    return out
 
 
 @dataclass
@@ -149,11 +167,12 @@ def run_batch(
         if on_item is not None:
             on_item(n, len(items), item)
         try:
-            if item.output.exists() and not overwrite:
+            if os.path.exists(item.output) and not overwrite:  # False for an impossible name
                 if existing is not None:
                     existing(item)
                 summary.skipped.append(item)
                 continue
+            check_output(item.output)  # what can be known about the write comes before the work
             process(item)
         except SdenhanceError as exc:
             if len(items) == 1:

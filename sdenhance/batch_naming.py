@@ -29,7 +29,7 @@ def output_kind(output: str | None, n_inputs: int) -> str:
     if "{" in output:
         return "template"
     path = Path(output)
-    if output.endswith(("/", os.sep)) or path.is_dir():
+    if output.endswith(("/", os.sep)) or os.path.isdir(path):
         return "folder"
     suffix = path.suffix.lower()
     if suffix in UNWRITABLE_SUFFIXES:
@@ -37,7 +37,7 @@ def output_kind(output: str | None, n_inputs: int) -> str:
             f"output {output}: cannot write {suffix} files; use .png, .jpg, .webp, .avif or .tif"
         )
     if suffix not in SAVE_SUFFIXES:
-        if path.exists():
+        if os.path.exists(path):
             raise SdenhanceError(
                 f"output {output} exists and is neither a folder nor an image; "
                 "give a folder, an image file name or a template"

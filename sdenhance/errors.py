@@ -20,7 +20,9 @@ class SdenhanceError(Exception):
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
         self.hint = hint
-        super().__init__(message if hint is None else f"{message} ({hint})")
+        text = message if hint is None else f"{message} ({hint})"
+        # one line, whatever a file or path named in it holds
+        super().__init__(text.replace("\r", "\\r").replace("\n", "\\n"))
 
 
 # option names in messages: keyword names for the Python API, flags on the command line
@@ -70,7 +72,8 @@ class ModelNotFoundError(SdenhanceError):
         self.offline: tuple[str, Any, str] | None = None
 
     def __str__(self) -> str:
-        return f"{self.message} ({self.fixes()})"
+        text = f"{self.message} ({self.fixes()})"
+        return text.replace("\r", "\\r").replace("\n", "\\n")  # one line, as every error
 
     def fixes(self) -> str:
         if self.local:

@@ -20,6 +20,24 @@ from sdenhance.errors import SdenhanceError
 
 T = TypeVar("T")
 
+MAX_SIDE = 65_535
+"""Largest width or height any option may ask for (JPEG's limit; far beyond the pixel cap)."""
+
+MAX_TEXT = 65_536
+"""Longest text option (prompts): far above what a text encoder reads, short enough to parse."""
+
+
+def shown(value: Any, limit: int = 60) -> str:
+    """`repr(value)` cut for a one-line message (a 5,000-digit number stays readable)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 200:
+        return (
+            f"a {len(str(abs(value)))}-digit number"
+            if value.bit_length() < 14000
+            else "a huge number"
+        )
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 1]}… ({len(text):,} characters)"
+
 
 def option(
     default: Any,
@@ -71,7 +89,13 @@ def check_value(name: str, value: Any, meta: Mapping[str, Any], *, where: str = 
         raise SdenhanceError(f"{prefix}`{name}` is required")
     choices = meta.get("choices")
     if choices is not None and value not in choices:
-        raise SdenhanceError(f"{prefix}`{name}` must be {describe_allowed(meta)}; got {value!r}")
+        raise SdenhanceError(
+            f"{prefix}`{name}` must be {describe_allowed(meta)}; got {shown(value)}"
+        )
+    if isinstance(value, str) and len(value) > MAX_TEXT:
+        raise SdenhanceError(
+            f"{prefix}`{name}` is {len(value):,} characters long; the limit is {MAX_TEXT:,}"
+        )
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return
     if isinstance(value, float) and not math.isfinite(value):
@@ -84,7 +108,9 @@ def check_value(name: str, value: Any, meta: Mapping[str, Any], *, where: str = 
         or (meta.get("multiple_of") and int(value) % meta["multiple_of"] != 0)
     )
     if bad:
-        raise SdenhanceError(f"{prefix}`{name}` must be {describe_allowed(meta)}; got {value!r}")
+        raise SdenhanceError(
+            f"{prefix}`{name}` must be {describe_allowed(meta)}; got {shown(value)}"
+        )
 
 
 @functools.cache
@@ -125,7 +151,7 @@ def validate(opts: Any, *, where: str = "") -> None:
             )
             if not ok:
                 raise SdenhanceError(
-                    f"{prefix}`{f.name}` must be {_type_name(allowed)}; got {value!r}"
+                    f"{prefix}`{f.name}` must be {_type_name(allowed)}; got {shown(value)}"
                 )
         check_value(f.name, value, f.metadata, where=where)
     extra = getattr(opts, "check", None)
@@ -169,7 +195,10 @@ def _coerce(value: Any, default: Any) -> Any:
         except ValueError:
             return value
     if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # beyond any float: the bounds check refuses it as it is
+            return value
     if isinstance(default, tuple) and isinstance(value, list):
         return tuple(value)
     return value

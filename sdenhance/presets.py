@@ -20,7 +20,6 @@ import difflib
 import importlib.resources
 import os
 import re
-import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError
 
 from sdenhance.errors import SdenhanceError
+from sdenhance.io.safe_text import short
 
 # stages a preset applies to; `strength` means denoising strength only for these
 PRESET_STAGES = ("upscale", "img2img", "inpaint", "facefix")
@@ -100,12 +100,21 @@ def locate(kind: str, spec: str, what: str) -> Path:
 
 
 def read_toml(path: Path) -> dict[str, Any]:
+    """A TOML file as a table: a regular file of bounded size, UTF-8, nested a few levels."""
+    from sdenhance.io.paths import require_file
+    from sdenhance.io.safe_text import MAX_TOML_BYTES, load_toml
+
+    info = require_file(path, "file", "a TOML file")
+    if info.st_size > MAX_TOML_BYTES:
+        raise SdenhanceError(f"{path}: {info.st_size:,} bytes is too large for a TOML file")
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise SdenhanceError(f"{path}: not valid TOML ({exc})") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SdenhanceError(f"cannot read {path}: {exc}") from None
+        data = path.read_bytes()
+    except OSError as exc:
+        raise SdenhanceError(f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        return load_toml(data)
+    except ValueError as exc:
+        raise SdenhanceError(f"{path}: {exc}") from None
 
 
 def pydantic_error(path: Path, exc: ValidationError, prefix: str = "") -> SdenhanceError:
@@ -122,7 +131,7 @@ def pydantic_error(path: Path, exc: ValidationError, prefix: str = "") -> Sdenha
         return SdenhanceError(f"{where}unknown key `{loc}`; {hint}")
     if err["type"] == "missing":
         return SdenhanceError(f"{where}`{loc}` is required; add it to the file")
-    return SdenhanceError(f"{where}`{loc}`: {err['msg']}; got {err.get('input')!r}")
+    return SdenhanceError(f"{where}`{loc}`: {err['msg']}; got {short(repr(err.get('input')), 80)}")
 
 
 _ALLOWED: dict[str, list[str]] = {}

@@ -39,6 +39,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from sdenhance.errors import SdenhanceError
+from sdenhance.options import shown
 from sdenhance.presets import locate, pydantic_error, read_toml, tidy_prompt
 
 _PLACEHOLDER = re.compile(
@@ -227,20 +228,14 @@ class Recipe:
         ]
 
     @classmethod
-    def from_record(cls, record: Mapping[str, Any], source: str | os.PathLike[str]) -> Recipe:
-        """The steps an output's `sdenhance` metadata says ran (for `sdenhance run --from`)."""
-        steps = record.get("steps")
-        if not isinstance(steps, list) or not steps:
-            raise SdenhanceError(
-                f"{source}: its sdenhance metadata lists no steps; only sdenhance outputs can be re-run"
-            )
-        parsed = []
-        for i, step in enumerate(steps, 1):
-            if not isinstance(step, Mapping) or not isinstance(step.get("stage"), str):
-                raise SdenhanceError(f"{source}: step {i} of its sdenhance metadata is malformed")
-            options = step.get("options") or {}
-            parsed.append(Step(step["stage"], dict(options)))
-        name = record.get("recipe") if isinstance(record.get("recipe"), str) else "rerun"
+    def from_record(cls, record: Any, source: str | os.PathLike[str]) -> Recipe:
+        """The steps an output's `sdenhance` metadata says ran (for `sdenhance run --from`);
+        the record is checked first (`sdenhance.rerun.parse_record`): it is untrusted input."""
+        from sdenhance.rerun import RunRecord, parse_record
+
+        checked = record if isinstance(record, RunRecord) else parse_record(record, source)
+        parsed = [Step(step.stage, dict(step.options)) for step in checked.steps]
+        name = checked.recipe or "rerun"
         recipe = cls(name=name, steps=tuple(parsed), path=Path(source))
         _check_stages(recipe)
         return recipe
@@ -366,7 +361,13 @@ def run_recipe(
             ctx.progress = lambda text, done, total, label=label: base_progress(
                 f"{label}: {text}", done, total
             )
-            current = apply_stage(step.stage, current, step.options, ctx)
+            try:
+                current = apply_stage(step.stage, current, step.options, ctx)
+            except SdenhanceError as exc:  # name the step: sizes are only known as it runs
+                where = f"{recipe.source}: step {step.index} ({step.stage})"
+                if str(exc).startswith(recipe.source):
+                    raise
+                raise SdenhanceError(f"{where}: {exc}") from None
     finally:
         ctx.progress = base_progress
     ctx.record["recipe"] = recipe.name
@@ -498,10 +499,7 @@ def _fit(name: str, value: Any, hint: Any, where: str) -> Any:
         text = value.strip()
         if nullable and text.lower() in ("none", "null", ""):
             return None
-        try:
-            value = tomllib.loads(f"v = {text}")["v"]
-        except tomllib.TOMLDecodeError:
-            value = text
+        value = _toml_value(text)
     if value is None and nullable:
         return value
     ok = (
@@ -514,7 +512,26 @@ def _fit(name: str, value: Any, hint: Any, where: str) -> Any:
         want = " or ".join(
             _KIND_WORDS[k] for k in sorted(kinds, key=lambda k: list(_KIND_WORDS).index(k))
         )
-        raise SdenhanceError(f"{where}: `{name}` must be {want}; got {value!r}")
+        raise SdenhanceError(f"{where}: `{name}` must be {want}; got {shown(value)}")
     if float in kinds and isinstance(value, int) and int not in kinds:
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:
+            raise SdenhanceError(f"{where}: `{name}` is out of range; got {shown(value)}") from None
     return value
+
+
+def _toml_value(text: str) -> Any:
+    """A `--set` value read as one TOML value (`0.8`, `true`, `"a, b"`), else the text itself.
+
+    Bounded like any untrusted text: long or deeply nested text, an integer of thousands of
+    digits and anything that is not exactly one value (`1\nx = 2`) stay text, which the
+    option's type check then refuses with a short message.
+    """
+    if len(text) > 1000 or "\n" in text or "\r" in text:
+        return text
+    try:
+        table = tomllib.loads(f"v = {text}")
+    except (tomllib.TOMLDecodeError, ValueError, RecursionError):
+        return text
+    return table["v"] if list(table) == ["v"] else text

@@ -455,7 +455,7 @@ def _entry(dtype: str, shape: list[int], begin: int, end: int) -> dict[str, Any]
         (struct.pack("<Q", 64) + b'{"a": 1}', "points past the end"),
         (struct.pack("<Q", 9) + b"{not json", "not valid JSON"),
         (struct.pack("<Q", 6) + b"[1, 2]", "not a JSON object"),
-        (struct.pack("<Q", 2) + b"\xff\xfe", "not valid JSON"),
+        (struct.pack("<Q", 2) + b"\xff\xfe", "header is not UTF-8"),
     ],
 )
 def test_check_safetensors_rejects_bad_prefix_and_json(

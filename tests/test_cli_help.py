@@ -61,7 +61,7 @@ def test_no_option_is_declared_twice_and_cli_only_options_are_known(command):
     cli_only = set(names) - fields
     # what a command adds besides its stage options: inputs, roles, output and engine options
     allowed = {
-        "inputs", "mask", "reference", "original", "preset", "seed", "no_input_prompt", "output",
+        "inputs", "mask", "skip_unmasked", "reference", "original", "preset", "seed", "no_input_prompt", "output",
         "overwrite", "verbose", "model", "controlnet", "inpaint_model", "model_config",
         "allow_pickle", "device", "dtype", "offload", "vae_tiling", "attention_slicing",
         "format", "quality", "strip_metadata", "to_srgb",

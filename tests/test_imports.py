@@ -9,8 +9,10 @@ import sys
 CODE = """
 import importlib, pkgutil, sys
 import sdenhance
-# the web layer of `sdenhance serve` is the one place allowed to import the `serve` extra
-WEB = {"sdenhance.server.app", "sdenhance.server.routes_v1", "sdenhance.server.a1111"}
+# the web layers of `sdenhance serve` and `ui` are the only places allowed to import the
+# `serve` extra
+WEB = {"sdenhance.server.app", "sdenhance.server.routes_v1", "sdenhance.server.a1111",
+       "sdenhance.ui.app", "sdenhance.ui.routes"}
 for mod in pkgutil.walk_packages(sdenhance.__path__, "sdenhance."):
     if not mod.name.endswith("__main__") and mod.name not in WEB:
         importlib.import_module(mod.name)
@@ -21,6 +23,8 @@ from typer.testing import CliRunner
 CliRunner().invoke(app, ["doctor", "--json"])
 CliRunner().invoke(app, ["serve", "--help"])
 CliRunner().invoke(app, ["serve", "--host", "0.0.0.0"])  # refused before the server loads
+CliRunner().invoke(app, ["ui", "--help"])
+CliRunner().invoke(app, ["ui", "--host", "0.0.0.0"])
 extras = ("torchvision", "xformers", "controlnet_aux", "spandrel", "onnxruntime")
 web = ("fastapi", "starlette", "uvicorn", "multipart", "python_multipart")
 banned = [m for m in extras + web if m in sys.modules]

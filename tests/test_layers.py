@@ -27,6 +27,7 @@ LAYERS: list[tuple[str, ...]] = [
     (
         "sdenhance.presets",
         "sdenhance.recipes",
+        "sdenhance.rerun",
         "sdenhance.batch",
         "sdenhance.batch_naming",
         "sdenhance.enhance",

@@ -45,6 +45,8 @@ def world(tmp_path, models, monkeypatch):
     mask = np.zeros((28, 40), np.uint8)
     mask[8:20, 10:30] = 255
     Image.fromarray(mask).save(tmp_path / "mask.png")
+    (tmp_path / "masks").mkdir()
+    Image.fromarray(mask).save(tmp_path / "masks" / "one_mask.png")
     (tmp_path / "out").mkdir()
     return tmp_path
 

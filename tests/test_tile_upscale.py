@@ -145,13 +145,15 @@ def test_plan_counts_tiles_and_steps():
     assert "1200×800" in p.describe()
 
 
-def test_vae_tiling_fits_any_canvas():
-    assert tiled_vae.vae_tiling(512, (4096, 2048)) == (512, 64)
-    assert tiled_vae.vae_tiling(512, (80, 48)) == (80, 16)
-    assert tiled_vae.vae_tiling(512, (8, 8)) == (8, 0)
-    for canvas in [(8, 8), (16, 8), (80, 48), (600, 8), (1000, 1000)]:
-        tile, overlap = tiled_vae.vae_tiling(512, canvas)
-        assert overlap < tile and tile % 8 == 0 and overlap % 8 == 0
+def test_vae_grid_covers_any_canvas_side_by_side():
+    for (w, h), tile in [((4096, 2048), 512), ((80, 48), 512), ((8, 8), 512), ((600, 8), 128)]:
+        tiles = tiled_vae.vae_grid(w, h, tile)
+        cover = np.zeros((h // 8, w // 8), int)
+        for t in tiles:
+            cover[t.slices] += 1
+            assert t.width * 8 <= tile and t.height * 8 <= tile
+        assert (cover >= 1).all()
+    assert len(tiled_vae.vae_grid(4096, 2048, 512)) == 8 * 4
 
 
 def test_target_size_and_limits():
@@ -308,11 +310,11 @@ def test_cli_upscale_with_tiny_model_writes_metadata(models, tmp_path, photo):
 
 
 def test_out_of_memory_steps_down_the_tile_batch(models, photo, monkeypatch, caplog):
-    real = tu._make_predict
+    real = tu.make_predict
     batches = []
 
-    def fragile(engine, opts, control, cond):
-        predict = real(engine, opts, control, cond)
+    def fragile(*args, **kwargs):
+        predict = real(*args, **kwargs)
 
         def wrapped(crops, group, t):
             batches.append(crops.shape[0])
@@ -322,7 +324,7 @@ def test_out_of_memory_steps_down_the_tile_batch(models, photo, monkeypatch, cap
 
         return wrapped
 
-    monkeypatch.setattr(tu, "_make_predict", fragile)
+    monkeypatch.setattr(tu, "make_predict", fragile)
     enh = Enhancer(models["sd15"], controlnet=models["sd15-controlnet"])
     with caplog.at_level("WARNING", logger="sdenhance"):
         out = enh.upscale(photo, seed=3, **small_opts(tile_batch=4))
@@ -330,7 +332,7 @@ def test_out_of_memory_steps_down_the_tile_batch(models, photo, monkeypatch, cap
     assert "out of memory" in caplog.text and enh.last_record["memory_fallback"]["tile_batch"] == 1
     assert batches[0] > 1 and set(batches[-4:]) == {1}
     # the retry gives what a first run at tile batch 1 gives
-    monkeypatch.setattr(tu, "_make_predict", real)
+    monkeypatch.setattr(tu, "make_predict", real)
     ref = enh.upscale(photo, seed=3, **small_opts(tile_batch=1))
     assert np.array_equal(np.asarray(out), np.asarray(ref))
 

@@ -1,6 +1,7 @@
 # ruff: noqa: T201  (a report printed to stdout is the point)
-"""Run every hostile case of tests/test_hostile.py once as `python -m sdenhance` and print a
-markdown table: case | command | exit | stderr | inputs unchanged | no partial files.
+"""Run every hostile case of tests/test_hostile.py and tests/test_hostile_round2.py once as
+`python -m sdenhance` and print a markdown table: case | command | exit | stderr | inputs
+unchanged | no partial files.
 
     .venv/bin/python tools/hostile_table.py
 
@@ -25,6 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 import test_hostile as h  # noqa: E402  (the cases and their checks)
+import test_hostile_round2 as r2  # noqa: E402  (the second round's cases and files)
 
 MAX_STDERR = 100
 
@@ -155,9 +157,10 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="sdenhance-hostile-") as tmp:
         root = Path(tmp)
         isolate(root)
+        h.MAKERS.update(r2.MAKERS)
         models = tiny_models(root / "models")
         rows, failures = [], []
-        for i, case in enumerate(h.CASES):
+        for i, case in enumerate([*h.CASES, *r2.CASES]):
             row, problems = run_case(case, root / f"case{i:02d}", models)
             rows.append(row)
             failures += [f"{case.id}: {p}" for p in problems]

@@ -10,11 +10,11 @@ import signal
 import sys
 
 import click
-import rich.markup
 import typer
 from typer.core import TyperGroup
 
 from sdenhance.cli.common import err_console
+from sdenhance.cli.terminal import error_line, quiet_libraries
 from sdenhance.errors import SdenhanceError, cli_names
 
 
@@ -22,6 +22,7 @@ class _Group(TyperGroup):
     """Maps user errors to one line + exit 2 and interrupts to exit 130, for every command."""
 
     def invoke(self, ctx: click.Context):  # type: ignore[override]
+        quiet_libraries()
         with cli_names():  # messages name options as flags here, as keywords in the API
             return self._invoke(ctx)
 
@@ -29,8 +30,7 @@ class _Group(TyperGroup):
         try:
             return super().invoke(ctx)
         except SdenhanceError as exc:
-            message = rich.markup.escape(str(exc))  # `pip install 'x[extra]'` is not markup
-            err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+            err_console.print(error_line(str(exc)), soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
             err_console.print("interrupted", highlight=False)
@@ -72,9 +72,19 @@ def _root(
 
 
 def _register() -> None:
-    from sdenhance.cli import color, facefix, img2img, info, inpaint, recipes, serve, upscale
+    from sdenhance.cli import (
+        color,
+        facefix,
+        img2img,
+        info,
+        inpaint,
+        recipes,
+        serve,
+        ui,
+        upscale,
+    )
 
-    for module in (upscale, img2img, inpaint, facefix, color, recipes, info, serve):
+    for module in (upscale, img2img, inpaint, facefix, color, recipes, info, serve, ui):
         app.add_typer(module.app)
 
 

@@ -24,7 +24,7 @@ def _load_role(spec: Path, flag: str) -> Any:
         raise SdenhanceError(f"`{flag}`: no such file {str(spec)!r}; give an image file")
     from sdenhance.io.load import load_image
 
-    return load_image(spec)
+    return load_image(spec, metadata=False)
 
 
 @app.command("colorfix")

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import logging
 
-from rich.console import Console
-from rich.logging import RichHandler
+from sdenhance.cli.terminal import SafeConsole, SafeRichHandler
 
-out_console = Console(highlight=False, soft_wrap=True)  # results: paths, JSON
+# literal text (no markup), control characters escaped: see cli/terminal.py
+out_console = SafeConsole(soft_wrap=True)  # results: paths, JSON
 
 
-err_console = Console(stderr=True, highlight=False)  # progress and messages
+err_console = SafeConsole(stderr=True)  # progress and messages
 
 
 def setup_logging(verbose: bool) -> None:
     logger = logging.getLogger("sdenhance")
-    if not any(isinstance(h, RichHandler) for h in logger.handlers):
-        logger.addHandler(RichHandler(console=err_console, show_path=False, show_time=False))
+    if not any(isinstance(h, SafeRichHandler) for h in logger.handlers):
+        logger.addHandler(SafeRichHandler(console=err_console, show_path=False, show_time=False))
     logger.setLevel(logging.DEBUG if verbose else logging.INFO)
     logger.propagate = False

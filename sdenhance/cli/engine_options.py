@@ -27,7 +27,8 @@ ControlNet = Annotated[
     typer.Option(
         "--controlnet",
         envvar="SDENHANCE_CONTROLNET",
-        help="Tile ControlNet: hub id, folder or .safetensors. Default: the family's tile model.",
+        help="Tile ControlNet: hub id, folder or .safetensors. Default: the family's tile model; "
+        "`none`: upscale with the model alone (tile img2img).",
         rich_help_panel=P_MODEL,
     ),
 ]
@@ -126,8 +127,9 @@ def engine_config(
     attention_slicing: bool = False,
     allow_pickle: bool = False,
 ) -> EngineConfig:
-    from sdenhance.models.config import check_config
+    from sdenhance.models.config import check_config, user_defaults
 
+    user_defaults()  # a broken config file is reported before any work, not at the first load
     cfg = EngineConfig(
         model=model,
         controlnet=controlnet,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -30,15 +31,18 @@ def process_images(
     fields: dict[str, Any] | None = None,
     saving: SaveOptions | None = None,
     settings: dict[str, Any] | None = None,
+    check: Callable[[Context, list[Path]], None] | None = None,
 ) -> None:
     """The loop every image command runs: expand, name, shard, skip existing, run, save, summarise.
 
     `work(item, ctx)` returns (PIL image or DeepImage, extra metadata). Models load once and
-    are shared by all items. Under `accelerate launch` (or RANK/WORLD_SIZE) each process takes
-    its share of the inputs; output names are decided over all inputs first, so they never
-    depend on the number of processes. Seeds are drawn per item before naming. `settings`
-    (default: `work.settings`) with the engine, seed and `saving` make the fingerprint each
-    output records; an existing output made otherwise is refused, not skipped.
+    are shared by all items. `check(ctx, inputs)` runs once before any item (when any is to
+    run): what it refuses is wrong for every input, so the run stops there (exit 2) instead of
+    every item failing on its own (exit 3). Under `accelerate launch` (or RANK/WORLD_SIZE) each
+    process takes its share of the inputs; output names are decided over all inputs first, so
+    they never depend on the number of processes. Seeds are drawn per item before naming.
+    `settings` (default: `work.settings`) with the engine, seed and `saving` make the
+    fingerprint each output records; an existing output made otherwise is refused, not skipped.
     Exit: 0 all done, 2 bad single input, 3 some failed, 130 interrupted.
     """
     from sdenhance.batch import rank_and_world, shard
@@ -65,6 +69,10 @@ def process_images(
             "process %d of %d: %d input(s)", rank + 1, world, len(items)
         )
     shared: dict[str, Any] = {"engine": None}
+    if check is not None and any(overwrite or not item.output.exists() for item in items):
+        ctx = Context(engine_config=engine, seed=seed)
+        check(ctx, [item.input for item in items])
+        shared["engine"] = ctx._engine
     finished: list[BatchItem] = []
     show = err_console.is_terminal and not err_console.is_dumb_terminal
 
@@ -72,7 +80,7 @@ def process_images(
         check_existing(item.output, stamp, input_record(item.input)["sha256"])
 
     with Progress(
-        TextColumn("[bold]{task.description}"),
+        TextColumn("{task.description}", style="bold", markup=False),
         BarColumn(),
         TextColumn("{task.completed}/{task.total}"),
         TimeElapsedColumn(),

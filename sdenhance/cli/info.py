@@ -9,12 +9,14 @@ from typing import Annotated, Any
 import typer
 
 from sdenhance.cli.common import out_console
+from sdenhance.io.safe_text import terminal_json
 
 app = typer.Typer()
 
 
 def _print(text: str) -> None:
-    # prompts hold "[...]" and ":name:" that Rich would read as markup or emoji codes
+    # prompts hold "[...]" and ":name:" that Rich would read as markup or emoji codes, and may
+    # hold terminal escapes: the console prints literally and shows control characters escaped
     out_console.print(text, markup=False, emoji=False, highlight=False, soft_wrap=True)
 
 
@@ -50,7 +52,7 @@ def info(
         **meta.to_dict(),
     }
     if as_json:
-        _print(json.dumps(summary, ensure_ascii=False, default=str))
+        _print(terminal_json(summary, default=str))  # exact values, escapes where needed
         return
 
     _print(f"path:     {loaded.path}")
@@ -87,9 +89,10 @@ def info(
         _print(f"comfyui:  {' and '.join(parts)} graph present (see --json)")
     if meta.sdenhance:
         _print("sdenhance record:")
-        for line in json.dumps(
-            meta.sdenhance, indent=2, ensure_ascii=False, default=str
-        ).splitlines():
+        record = dict(meta.sdenhance)
+        if isinstance(record.get("mask"), dict) and "png" in record["mask"]:  # base64, not text
+            record["mask"] = {**record["mask"], "png": "(stored, see --json)"}
+        for line in terminal_json(record, indent=2, default=str).splitlines():
             _print(f"  {line}")
 
 

@@ -3,22 +3,26 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from sdenhance.cli import common as c
 from sdenhance.cli.images import input_record
 from sdenhance.cli.stage_work import writes_deep
+from sdenhance.cli.terminal import literal
 from sdenhance.errors import SdenhanceError
 from sdenhance.io.formats import SaveOptions
+from sdenhance.io.safe_text import terminal_json
 from sdenhance.models.config import EngineConfig
 from sdenhance.stages import get_stage
 from sdenhance.stages.deep import deep_capable
 from sdenhance.stages.records import recorded_options
+
+if TYPE_CHECKING:
+    from sdenhance.rerun import RunRecord
 
 app = typer.Typer()
 log = logging.getLogger("sdenhance")
@@ -38,9 +42,7 @@ SET_HELP = (
 
 
 def _echo_json(data: Any) -> None:
-    c.out_console.print(
-        json.dumps(data, ensure_ascii=False, indent=2), markup=False, highlight=False
-    )
+    c.out_console.print(terminal_json(data, indent=2), markup=False, highlight=False)
 
 
 def _table(title: str, rows: list[tuple[str, ...]], columns: tuple[str, ...]) -> None:
@@ -99,7 +101,7 @@ def presets(
             }
         )
         return
-    c.out_console.print(f"[bold]{preset.name}[/]: {preset.description}", highlight=False)
+    c.out_console.print(literal((preset.name, "bold"), f": {preset.description}"))
     c.out_console.print(f"file: {preset.path}", markup=False)
     rows = [(key, str(value)) for key, value in preset.values().items()]
     _table("settings", rows, ("key", "value"))
@@ -167,7 +169,7 @@ def recipes(
             }
         )
         return
-    c.out_console.print(f"[bold]{recipe.name}[/]: {recipe.description}", highlight=False)
+    c.out_console.print(literal((recipe.name, "bold"), f": {recipe.description}"))
     c.out_console.print(f"file: {recipe.path}", markup=False)
     rows = []
     for step in recipe.describe():
@@ -214,6 +216,16 @@ def run(
             show_default=False,
         ),
     ] = None,
+    mask: Annotated[
+        Path | None,
+        typer.Option(
+            "--mask",
+            help="With --from: the mask to re-run an inpaint/remove output with, instead of the "
+            "one stored in it or found beside it by name (which must match its recorded hash).",
+            rich_help_panel=c.P_MASK,
+            show_default=False,
+        ),
+    ] = None,
     seed: c.Seed = None,
     no_input_prompt: c.NoInputPrompt = False,
     output: c.Output = None,
@@ -227,27 +239,33 @@ def run(
     Every step is checked before any model loads; models load once for all steps and images.
     Outputs go beside each input as {stem}_{recipe}.png (--from: {stem}_rerun.png).
     """
+    from sdenhance.cli.inpaint import _masked_input
+    from sdenhance.cli.rerun_mask import rerun_mask
     from sdenhance.recipes import Recipe, load_recipe, parse_sets
 
     c.setup_logging(verbose)
     c.check_seed(seed)
     overrides = parse_sets(sets or [])
     specs = list(inputs or [])
-    record: dict[str, Any] = {}
+    record: RunRecord | None = None
+    mask_of = None
+    if mask is not None and from_image is None:
+        raise SdenhanceError("`--mask` goes with --from; recipes take no mask")
     if from_image is not None:
         if recipe is not None:
             specs.insert(0, recipe)
         record = _record_of(from_image)
         the_recipe = Recipe.from_record(record, from_image)
+        the_recipe.validate(overrides)  # the whole record is checked before any file is looked up
         specs = specs or [_recorded_input(record, from_image)]
-        seed = seed if seed is not None else _recorded_seed(record)
-        models = record.get("models") or {}
+        mask_of = rerun_mask(record, from_image, mask)
+        seed = seed if seed is not None else record.seed
         engine = dataclasses.replace(  # flags win over the recorded models
             engine,
-            model=engine.model or _recorded_model(models, "model"),
-            controlnet=engine.controlnet or _recorded_model(models, "controlnet"),
-            inpaint_model=engine.inpaint_model or _recorded_model(models, "inpaint_model"),
-            dtype=_recorded_dtype(models, engine.device)
+            model=engine.model or record.model("model"),
+            controlnet=engine.controlnet or record.model("controlnet"),
+            inpaint_model=engine.inpaint_model or record.model("inpaint_model"),
+            dtype=_recorded_dtype(record, engine.device)
             if engine.dtype == "auto"
             else engine.dtype,
         )
@@ -264,17 +282,19 @@ def run(
         the_recipe = load_recipe(recipe)
         op = the_recipe.name
     steps = the_recipe.validate(overrides)  # every step checked before any model loads
+    if any(key.rsplit(".", 1)[-1] == "resemblance" for key in overrides):
+        from sdenhance.stages.tile_upscale import refuse_resemblance
+
+        refuse_resemblance(engine)
     offer = from_image is None and not no_input_prompt
-    expected = (
-        (record.get("input") or {}).get("sha256") if isinstance(record.get("input"), dict) else None
-    )
+    expected = record.input.sha256 if record is not None and record.input is not None else None
 
     def work(item, ctx):
         from sdenhance.api import join_alpha
         from sdenhance.io.load import load_image
         from sdenhance.recipes import run_recipe
 
-        loaded = load_image(item.input)
+        loaded = load_image(item.input, metadata=offer and "prompt" in the_recipe.variables())
         item_steps = steps
         prompt = (
             c.offered_prompt(loaded, enabled=offer) if "prompt" in the_recipe.variables() else None
@@ -298,10 +318,19 @@ def run(
                 item.input,
                 from_image,
             )
-        image = run_recipe(
-            the_recipe, join_alpha(loaded.image, loaded.alpha), ctx=ctx, steps=item_steps
+        image = (
+            _masked_input(item.input, mask_of, ctx)
+            if mask_of is not None
+            else join_alpha(loaded.image, loaded.alpha)
         )
+        image = run_recipe(the_recipe, image, ctx=ctx, steps=item_steps)
         return image, {"recipe": the_recipe.name}
+
+    def check(ctx, inputs):
+        from sdenhance.stages import preflight
+
+        for step in steps:
+            preflight(step.stage, step.options, ctx)
 
     settings = {
         "recipe": the_recipe.name,
@@ -321,11 +350,13 @@ def run(
         seed=seed,
         saving=saving,
         settings=settings,
+        check=check,
     )
 
 
-def _record_of(path: Path) -> dict[str, Any]:
+def _record_of(path: Path) -> RunRecord:
     from sdenhance.io.load import read_metadata
+    from sdenhance.rerun import parse_record
 
     if not path.is_file():
         raise SdenhanceError(f"`--from`: no such file {str(path)!r}; give an image sdenhance wrote")
@@ -335,40 +366,27 @@ def _record_of(path: Path) -> dict[str, Any]:
             f"`--from {path}`: no sdenhance metadata in it; only images written by sdenhance can be "
             "re-run (`sdenhance info` shows what it holds)"
         )
-    return record
+    return parse_record(record, path)
 
 
-def _recorded_input(record: dict[str, Any], source: Path) -> str:
-    """The input named in the record, looked for beside `source` (where outputs go by default)."""
-    info = record.get("input")
-    name = info.get("name") if isinstance(info, dict) else None
-    if isinstance(name, str) and name and (source.parent / name).is_file():
-        return str(source.parent / name)
-    found = f" ({name} is not beside it)" if name else ""
+def _recorded_input(record: RunRecord, source: Path) -> str:
+    """The input named in the record, looked for beside `source` only (a bare file name)."""
+    found = record.input_beside(source)
+    if found is not None:
+        return str(found)
+    name = f" ({record.input.name} is not beside it)" if record.input is not None else ""
     raise SdenhanceError(
-        f"`--from {source}`: give the original input{found}: sdenhance run --from {source} ORIGINAL"
+        f"`--from {source}`: give the original input{name}: sdenhance run --from {source} ORIGINAL"
     )
 
 
-def _recorded_seed(record: dict[str, Any]) -> int | None:
-    seed = record.get("seed")
-    return seed if isinstance(seed, int) and not isinstance(seed, bool) else None
-
-
-def _recorded_model(models: dict[str, Any], role: str) -> str | None:
-    value = models.get(role)
-    if isinstance(value, dict):  # older records: {"spec": ...}
-        value = value.get("spec")
-    return value if isinstance(value, str) and value else None
-
-
-def _recorded_dtype(models: dict, device: str) -> str:
+def _recorded_dtype(record: RunRecord, device: str) -> str:
     """The dtype an output was made with (same dtype, same pixels), else auto; fp16 only where
     this machine runs it (a GPU output re-run on a CPU falls back to auto)."""
     from sdenhance.models.device import pick_device
+    from sdenhance.rerun import DTYPES
 
-    names = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}
-    name = names.get(str(models.get("dtype", "")), "auto")
+    name = DTYPES.get(str(record.models.get("dtype", "")), "auto")
     if name == "fp16" and pick_device(device).type == "cpu":
         return "auto"
     return name

@@ -33,57 +33,62 @@ def _check_extra() -> None:
         )
 
 
+Host = Annotated[
+    str,
+    typer.Option(
+        "--host",
+        help="Address to listen on. Anything but loopback (127.0.0.1, ::1, localhost) "
+        "needs --token.",
+        rich_help_panel=P_SERVER,
+    ),
+]
+Port = Annotated[int, typer.Option("--port", help="TCP port, 1–65535.", rich_help_panel=P_SERVER)]
+Token = Annotated[
+    str | None,
+    typer.Option(
+        "--token",
+        envvar="SDENHANCE_TOKEN",
+        help="Bearer token every request must send (`Authorization: Bearer T`; HTTP Basic "
+        "with T as password also works). Prefer the SDENHANCE_TOKEN variable: flags show in "
+        "process lists.",
+        rich_help_panel=P_SERVER,
+    ),
+]
+QueueSize = Annotated[
+    int,
+    typer.Option(
+        "--queue",
+        help="Most jobs waiting at once, ≥ 1; more are refused with 429 and Retry-After.",
+        rich_help_panel=P_SERVER,
+    ),
+]
+Outputs = Annotated[
+    str | None,
+    typer.Option(
+        "--outputs",
+        help="Folder for results (PNG with full metadata). Default: outputs/ in the user folder.",
+        rich_help_panel=P_SERVER,
+    ),
+]
+MaxRequestMb = Annotated[
+    int,
+    typer.Option(
+        "--max-request-mb",
+        help="Largest request body in MiB, ≥ 1 (uploads, base64 JSON); larger ones get 413.",
+        rich_help_panel=P_SERVER,
+    ),
+]
+
+
 @app.command("serve")
 @c.engine_options("model", "controlnet", "inpaint_model")
 def serve(
-    host: Annotated[
-        str,
-        typer.Option(
-            "--host",
-            help="Address to listen on. Anything but loopback (127.0.0.1, ::1, localhost) "
-            "needs --token.",
-            rich_help_panel=P_SERVER,
-        ),
-    ] = "127.0.0.1",
-    port: Annotated[
-        int, typer.Option("--port", help="TCP port, 1–65535.", rich_help_panel=P_SERVER)
-    ] = 7860,
-    token: Annotated[
-        str | None,
-        typer.Option(
-            "--token",
-            envvar="SDENHANCE_TOKEN",
-            help="Bearer token every request must send (`Authorization: Bearer T`; HTTP Basic "
-            "with T as password also works). Prefer the SDENHANCE_TOKEN variable: flags show in "
-            "process lists.",
-            rich_help_panel=P_SERVER,
-        ),
-    ] = None,
-    queue: Annotated[
-        int,
-        typer.Option(
-            "--queue",
-            help="Most jobs waiting at once, ≥ 1; more are refused with 429 and Retry-After.",
-            rich_help_panel=P_SERVER,
-        ),
-    ] = 32,
-    outputs: Annotated[
-        str | None,
-        typer.Option(
-            "--outputs",
-            help="Folder for results (PNG with full metadata). Default: outputs/ in the user "
-            "folder.",
-            rich_help_panel=P_SERVER,
-        ),
-    ] = None,
-    max_request_mb: Annotated[
-        int,
-        typer.Option(
-            "--max-request-mb",
-            help="Largest request body in MiB, ≥ 1 (uploads, base64 JSON); larger ones get 413.",
-            rich_help_panel=P_SERVER,
-        ),
-    ] = 64,
+    host: Host = "127.0.0.1",
+    port: Port = 7860,
+    token: Token = None,
+    queue: QueueSize = 32,
+    outputs: Outputs = None,
+    max_request_mb: MaxRequestMb = 64,
     verbose: c.Verbose = False,
     engine: EngineConfig | None = None,
 ) -> None:
@@ -93,10 +98,25 @@ def serve(
 
     Offline work (`creativity` 0, resize, colour) needs no diffusion model at all.
     """
-    from sdenhance.server.security import check_bind
-
     # 1. Check everything before anything starts
     c.setup_logging(verbose)
+    settings = server_settings(host, port, token, queue, outputs, max_request_mb)
+
+    # 2. Build the app and serve until Ctrl-C or SIGTERM
+    from sdenhance.server.app import create_app
+
+    web = create_app(settings, engine_config=engine)
+    banner = f"sdenhance serving on {base_url(host, port)} (API docs: /docs)"
+    run_server(web, host, port, verbose, f"{banner}; results in {settings.outputs}")
+
+
+def server_settings(
+    host: str, port: int, token: str | None, queue: int, outputs: str | None, max_request_mb: int
+):
+    """The server's settings from the command's options, every rule checked, the outputs
+    folder made; `serve` and `ui` share them."""
+    from sdenhance.server.security import check_bind
+
     check_bind(host, token)
     if not 1 <= port <= 65535:
         raise SdenhanceError(f"`--port` must be 1–65535; got {port}")
@@ -107,30 +127,28 @@ def serve(
     _check_extra()
     from sdenhance.io.loaded import max_pixels_from_env
     from sdenhance.presets import home_dir
+    from sdenhance.server.app import ServerSettings
 
     folder = Path(outputs) if outputs else home_dir() / "outputs"
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise SdenhanceError(f"cannot create `--outputs` {folder}: {exc.strerror or exc}") from None
-
-    # 2. Build the app and serve until Ctrl-C or SIGTERM
-    from sdenhance.server.app import ServerSettings, create_app
-
-    settings = ServerSettings(
+    return ServerSettings(
         outputs=folder,
         token=token,
         capacity=queue,
         max_body=max_request_mb * 2**20,
         max_pixels=max_pixels_from_env(),
     )
-    web = create_app(settings, engine_config=engine)
+
+
+def run_server(web, host: str, port: int, verbose: bool, banner: str, on_start=None) -> None:
+    """Serve `web` until Ctrl-C or SIGTERM; `on_start()` runs in a thread once it listens."""
     server = _server(web, host, port, verbose)
-    c.err_console.print(
-        f"sdenhance serving on http://{_url_host(host)}:{port} (API docs: /docs); "
-        f"results in {folder}",
-        highlight=False,
-    )
+    c.err_console.print(banner, highlight=False)
+    if on_start is not None:
+        _when_started(server, on_start)
     try:
         server.run()
     except SystemExit:  # uvicorn's answer to an address it cannot bind
@@ -138,6 +156,23 @@ def serve(
             f"could not listen on {host}:{port}: in use, or not an address here"
         ) from None
     c.err_console.print("stopped: queued and running jobs were cancelled, nothing partial saved")
+
+
+def _when_started(server, action) -> None:
+    import threading
+    import time
+
+    def wait() -> None:
+        while not server.started and not server.should_exit:
+            time.sleep(0.1)
+        if server.started:
+            action()
+
+    threading.Thread(target=wait, name="sdenhance-started", daemon=True).start()
+
+
+def base_url(host: str, port: int) -> str:
+    return f"http://{_url_host(host)}:{port}"
 
 
 def _url_host(host: str) -> str:

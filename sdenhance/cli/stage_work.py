@@ -16,7 +16,8 @@ class StageWork:
     mask), offers the prompt stored in its metadata when `input_prompt`, puts the `roles`
     images (reference, original) in the context and runs the stage. A 16-bit input of a pure
     colour stage written to PNG or TIFF stays 16-bit (`deep_roles`: the roles' 16-bit pixels).
-    `settings` is what decides the output, for its fingerprint.
+    `settings` is what decides the output, for its fingerprint (`extra`, which also goes into
+    the record, and `more_settings`, such as the mask given).
     """
 
     def __init__(
@@ -29,10 +30,12 @@ class StageWork:
         extra: dict[str, Any] | None = None,
         load: Callable[[Any, Context], Any] | None = None,
         deep_roles: dict[str, Any] | None = None,
+        more_settings: dict[str, Any] | None = None,
     ) -> None:
         self.stage, self.opts, self.input_prompt = stage, opts, input_prompt
         self.roles, self.extra, self.load = roles or {}, dict(extra or {}), load
         self.deep_roles = deep_roles or {}
+        self.more_settings = more_settings or {}
 
     @property
     def settings(self) -> dict[str, Any]:
@@ -44,6 +47,7 @@ class StageWork:
             "options": options,
             "input_prompt": self.input_prompt and "prompt" in options,
             **self.extra,
+            **self.more_settings,
         }
 
     def __call__(self, item: Any, ctx: Context) -> tuple[Any, dict[str, Any]]:
@@ -56,7 +60,7 @@ class StageWork:
         if self.load is not None:
             image = self.load(item.input, ctx)
             return apply_stage(self.stage, image, self.opts, ctx), dict(self.extra)
-        loaded = load_image(item.input)
+        loaded = load_image(item.input, metadata=self.input_prompt)  # unused: left unread
         if writes_deep(loaded, item.output) and _deep_capable(self.stage, self.opts):
             from sdenhance.stages.deep import run_deep
 

@@ -9,7 +9,8 @@ import typer
 from sdenhance.cli import common as c
 from sdenhance.io.formats import SaveOptions
 from sdenhance.models.config import EngineConfig
-from sdenhance.stages import build_options
+from sdenhance.stages import build_options, preflight
+from sdenhance.stages.tile_upscale import refuse_resemblance
 
 app = typer.Typer()
 
@@ -32,11 +33,14 @@ def upscale(
 ) -> None:
     """Upscale images: Real-ESRGAN pre-upscale, then seam-free ControlNet-tile diffusion in tiles.
 
-    `--creativity 0` runs Real-ESRGAN alone, fully offline.
+    `--creativity 0` runs Real-ESRGAN alone, fully offline. `--controlnet none` upscales with
+    the model alone (tile img2img, no ControlNet).
     """
     c.setup_logging(verbose)
     c.check_seed(seed)
     given = values or {}
+    if "resemblance" in given:
+        refuse_resemblance(engine)
     opts = build_options("upscale", c.with_preset(preset, given, "upscale"))
     c.warn_unused("upscale", opts, given)
     use_prompt = "prompt" not in given and not no_input_prompt
@@ -55,4 +59,5 @@ def upscale(
         seed=seed,
         fields={"scale": label},
         saving=saving,
+        check=lambda ctx, inputs: preflight("upscale", opts, ctx),
     )

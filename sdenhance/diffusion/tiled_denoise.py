@@ -1,4 +1,4 @@
-"""The torch side of tiling: tile predictions merged on one latent canvas, and the tiled VAE.
+"""The torch side of tiling: tile predictions merged on one latent canvas, one step at a time.
 
 Model-agnostic on purpose: `tiled_denoise` takes any `predict(crops, tiles, t)`, so its
 seam-freedom is proven on a deterministic stand-in denoiser (tests/test_tile_upscale.py).
@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from sdenhance.diffusion.sampling import step_kwargs
 from sdenhance.errors import SdenhanceError
 from sdenhance.ops import tiling
 
@@ -71,17 +72,31 @@ def merge_predictions(
     t: Any,
     batch: int,
 ) -> torch.Tensor:
-    """Predict every tile (in batches of same-size tiles) and merge into one canvas tensor."""
+    """Predict every tile (in batches of same-size tiles) and merge into one canvas tensor.
+
+    The merge adds up in float32 (`weights` too), then takes the canvas's dtype: in half
+    precision the merged prediction is rounded once, as one model call's would be.
+    """
     import torch
 
-    out = torch.zeros_like(latents)
+    out = torch.zeros(latents.shape, dtype=torch.float32, device=latents.device)
     for start in range(0, len(tiles), batch):
         group = tiles[start : start + batch]
         crops = torch.cat([latents[:, :, tl.y0 : tl.y1, tl.x0 : tl.x1] for tl in group])
         pred = predict(crops, group, t).to(out.device, out.dtype)
         for i, tl in enumerate(group):
             out[:, :, tl.y0 : tl.y1, tl.x0 : tl.x1] += pred[i : i + 1] * weights[start + i]
-    return out
+    return out.to(latents.dtype)
+
+
+def canvas_weights(
+    tiles: Sequence[tiling.Tile], latents: torch.Tensor, overlap: int
+) -> list[torch.Tensor]:
+    """`tile_weights` for the canvas `latents`, as float32 tensors on its device."""
+    import torch
+
+    _, _, h, w = latents.shape
+    return [torch.from_numpy(x).to(latents.device) for x in tile_weights(tiles, w, h, overlap)]
 
 
 def tiled_denoise(
@@ -96,22 +111,17 @@ def tiled_denoise(
     progress: Callable[[int, int], None] | None = None,
     generator: Any = None,
 ) -> torch.Tensor:
-    """Denoise one latent canvas: per step, merged tile predictions, one scheduler step."""
-    import torch
+    """Denoise one latent canvas: per step, merged tile predictions, one scheduler step.
 
-    _, _, h, w = latents.shape
-    weights = [
-        torch.from_numpy(x).to(latents.device, latents.dtype)
-        for x in tile_weights(tiles, w, h, overlap)
-    ]
+    The step gets `generator` (and eta 0) only where the sampler takes them, as diffusers
+    decides (`sampling.step_kwargs`).
+    """
+    weights = canvas_weights(tiles, latents, overlap)
+    extra = step_kwargs(scheduler, generator)
     for i, t in enumerate(timesteps):
         model_in = scheduler.scale_model_input(latents, t)
         noise = merge_predictions(model_in, tiles, weights, predict, t, batch)
-        latents = scheduler.step(noise, t, latents, generator=generator, return_dict=False)[0]
+        latents = scheduler.step(noise, t, latents, **extra, return_dict=False)[0]
         if progress is not None:
             progress(i + 1, len(timesteps))
     return latents
-
-
-# ---------------------------------------------------------------------------------------------
-# tiled VAE

@@ -115,7 +115,9 @@ def infotext_fields(
     put("VAE", _model_name(models.get("vae")))
     put("Denoising strength", options.get("strength", options.get("creativity")))
     controlnet = _model_name(models.get("controlnet"))
-    if controlnet is not None or options.get("resemblance") is not None:
+    if models.get("controlnet") == "none":  # `--controlnet none`: no ControlNet, no weight
+        pass
+    elif controlnet is not None or options.get("resemblance") is not None:
         parts = []
         if controlnet is not None:
             cn_hash = models.get("controlnet_hash")
@@ -230,13 +232,22 @@ def parse_infotext(text: str) -> dict[str, str]:
     return result
 
 
-_KEY_RE = re.compile(r"\s*(\w[\w \-/.]*?)\s*:\s*")
+# possessive quantifiers: a failed match cannot backtrack, so each attempt stops at the first
+# character that cannot be part of a key (a comma included) and the whole scan stays linear
+_KEY_RE = re.compile(r"\s*+(\w[\w \-/.]*+)\s*+:\s*+")
+_QUOTED_RE = re.compile(r'"(?:[^"\\]++|\\.)*+"', re.S)
+
+
+# JSON values tried per line: a real one has a few; each failed try costs up to the line's
+# length (the decoder's error message counts lines up to the failure), so the tries are capped
+MAX_JSON_VALUES = 64
 
 
 def _scan_pairs(line: str) -> list[tuple[str, str]]:
     """`Key: value` pairs of a parameters line; junk between commas is skipped."""
     pairs: list[tuple[str, str]] = []
     pos, end = 0, len(line)
+    tries = [MAX_JSON_VALUES]
     while pos < end:
         match = _KEY_RE.match(line, pos)
         if match is None:
@@ -245,29 +256,27 @@ def _scan_pairs(line: str) -> list[tuple[str, str]]:
                 break
             pos = comma + 1
             continue
-        value, pos = _scan_value(line, match.end())
-        pairs.append((match.group(1), value))
+        value, pos = _scan_value(line, match.end(), tries)
+        pairs.append((match.group(1).rstrip(), value))
     return pairs
 
 
-def _scan_value(line: str, pos: int) -> tuple[str, int]:
+def _scan_value(line: str, pos: int, tries: list[int]) -> tuple[str, int]:
     """One value from `pos`: a JSON string, a JSON object/list, or text up to the next comma."""
     end = len(line)
-    if pos < end and line[pos] == '"':
-        i = pos + 1
-        while i < end and line[i] != '"':
-            i += 2 if line[i] == "\\" else 1
-        after = _skip_spaces(line, i + 1)
-        if i < end and (after >= end or line[after] == ","):
-            raw = line[pos : i + 1]
+    quoted = _QUOTED_RE.match(line, pos)
+    if quoted is not None:
+        after = _skip_spaces(line, quoted.end())
+        if after >= end or line[after] == ",":
             try:
-                return str(json.loads(raw)), after + 1
+                return str(json.loads(quoted.group())), after + 1
             except ValueError:
-                return raw, after + 1
-    if pos < end and line[pos] in "{[":
+                return quoted.group(), after + 1
+    if pos < end and line[pos] in "{[" and tries[0] > 0:
+        tries[0] -= 1
         try:
             _, stop = json.JSONDecoder().raw_decode(line, pos)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested thousands deep
             pass
         else:
             after = _skip_spaces(line, stop)
@@ -336,9 +345,10 @@ def record_text(record: Mapping[str, Any] | None, key: str) -> str | None:
     value = record.get(key)
     if isinstance(value, str) and value.strip():
         return value
-    for step in record.get("steps") or []:
+    steps = record.get("steps")
+    for step in steps if isinstance(steps, list) else []:
         options = step.get("options") if isinstance(step, Mapping) else None
-        value = (options or {}).get(key)
+        value = options.get(key) if isinstance(options, Mapping) else None
         if isinstance(value, str) and value.strip():
             return value
     return None

@@ -22,6 +22,7 @@ import numpy as np
 from PIL import Image
 
 from sdenhance.errors import SdenhanceError
+from sdenhance.io.bombs import check_data_size
 from sdenhance.io.convert import depth_mode, join_alpha, split_alpha
 from sdenhance.io.deep import deep_from_array, orient
 from sdenhance.io.depth import (
@@ -44,6 +45,7 @@ from sdenhance.io.loaded import (
     one_line,
 )
 from sdenhance.io.metadata import ImageMetadata, metadata_from_pil
+from sdenhance.io.paths import require_file
 from sdenhance.io.profiles import to_rgb
 
 log = logging.getLogger("sdenhance")
@@ -69,7 +71,10 @@ _FORMAT_NAMES = "PNG, JPEG, WebP, AVIF, HEIC or TIFF"
 
 
 def load_image(
-    path: str | os.PathLike[str], *, max_pixels: int | None = DEFAULT_MAX_PIXELS
+    path: str | os.PathLike[str],
+    *,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    metadata: bool = True,
 ) -> LoadedImage:
     """Read PNG/JPEG/WebP/AVIF/HEIC/TIFF as 8-bit RGB with its alpha aside as 'L'.
 
@@ -79,6 +84,7 @@ def load_image(
     clipped, and kept exactly in `deep`; float assumed in [0, 1]) and takes frame 0 of
     animations. RGB pixels stay in their ICC profile's space (the profile rides along in
     `image.info`); CMYK, Lab and profiled grey are converted to sRGB.
+    `metadata=False` leaves the generation metadata unread (an empty `ImageMetadata`).
     """
     path = Path(path)
     if max_pixels == DEFAULT_MAX_PIXELS:
@@ -102,7 +108,7 @@ def load_image(
         source_mode = im.mode
         orientation = _orientation(im)
         icc = im.info.get("icc_profile")
-        metadata = metadata_from_pil(im)
+        meta = metadata_from_pil(im, notes) if metadata else ImageMetadata()
         carried = {"exif": carried_exif(im, notes), "xmp": carried_xmp(im, notes)}
         array = exact_high_depth(im, path, fmt, notes)
         deep = _deep_pixels(im, array)
@@ -120,7 +126,7 @@ def load_image(
     if deep is not None:
         deep = orient(deep, orientation)
     return finish_loaded(
-        rgb, alpha, path, fmt, metadata, notes, source_mode, carried=carried, deep=deep
+        rgb, alpha, path, fmt, meta, notes, source_mode, carried=carried, deep=deep
     )
 
 
@@ -133,16 +139,26 @@ def _deep_pixels(im: Image.Image, array: Any) -> Any:
     return deep_from_array(array, photometric=tiff_photometric(im))
 
 
+def upright_size(path: str | os.PathLike[str]) -> tuple[int, int] | None:
+    """(W, H) of an image once loaded (EXIF orientation applied), from its header alone; None
+    when the header cannot tell (loading the image then decides)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                w, h = im.size
+                return (h, w) if _orientation(im) in (5, 6, 7, 8) else (w, h)
+    except Exception:  # unreadable here: the load reports it, per input
+        return None
+
+
 def _open_checked(path: Path, max_pixels: int | None) -> Image.Image | None:
     """Open the header only, refusing foreign formats and oversized images before decoding.
 
     Pillow's own decompression-bomb warning is caught here (never process-wide): our cap is
     the one that decides. Returns None for a TIFF only tifffile can parse.
     """
-    if not path.exists():
-        raise SdenhanceError(f"input not found: {path}")
-    if path.is_dir():
-        raise SdenhanceError(f"input {path} is a folder, not an image")
+    require_file(path, "input")  # never open a FIFO, socket or device: reading could block
     check_heif(path)
     try:
         with warnings.catch_warnings():
@@ -164,6 +180,7 @@ def _open_checked(path: Path, max_pixels: int | None) -> Image.Image | None:
         raise SdenhanceError(f"{path}: {name} images are not supported; use {_FORMAT_NAMES}")
     try:
         check_pixel_limit(path, im.size, max_pixels)
+        check_data_size(im, path)
     except SdenhanceError:
         im.close()
         raise

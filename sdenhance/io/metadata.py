@@ -7,7 +7,6 @@ result; read on load so an input's original prompt can be offered as the default
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import re
 from collections.abc import Mapping
@@ -18,6 +17,7 @@ from PIL import Image
 
 from sdenhance.io.exif import EXIF_IFD, IMAGE_DESCRIPTION, USER_COMMENT
 from sdenhance.io.infotext import parse_infotext, record_text
+from sdenhance.io.safe_text import MAX_TEXT_CHARS, UnsafeJSON, load_json
 
 log = logging.getLogger("sdenhance")
 
@@ -85,88 +85,124 @@ class ImageMetadata:
 
 
 # --------------------------------------------------------------------------------------------
-# A1111 infotext
-
-"""Our scheduler names -> the sampler names A1111 writes."""
+# Reading metadata: every field is untrusted text, bounded before it is parsed
 
 
-# --------------------------------------------------------------------------------------------
-# Reading metadata
+def metadata_from_pil(im: Image.Image, notes: list[str] | None = None) -> ImageMetadata:
+    """Metadata from an opened PIL image's text chunks, EXIF and XMP.
 
-
-def metadata_from_pil(im: Image.Image) -> ImageMetadata:
-    """Metadata from an opened PIL image's text chunks, EXIF and XMP."""
+    Metadata never decides whether the pixels can be read: a field that is too long, nested too
+    deeply or otherwise unreadable is skipped with a note in `notes`, and a failure of the
+    reader itself leaves the metadata empty (logged at debug level) instead of failing the load.
+    """
+    notes = [] if notes is None else notes
     meta = ImageMetadata()
+    try:
+        _read_fields(im, meta, notes)
+    except Exception:  # metadata is optional; the pixels are what the user asked for
+        log.debug("unreadable metadata ignored", exc_info=True)
+        notes.append("metadata: unreadable, ignored")
+        return ImageMetadata()
+    return meta
+
+
+def _read_fields(im: Image.Image, meta: ImageMetadata, notes: list[str]) -> None:
     info = im.info
     texts = {k: v for k, v in info.items() if isinstance(k, str) and isinstance(v, str)}
-    if isinstance(texts.get("sdenhance"), str):
-        meta.sdenhance = _json_dict(texts["sdenhance"])
-    if texts.get("parameters"):
-        meta.raw_parameters = texts["parameters"]
-    if texts.get("prompt"):
-        meta.comfy_prompt = _json_dict(texts["prompt"])
-    if texts.get("workflow"):
-        meta.comfy_workflow = _json_dict(texts["workflow"])
-    try:
-        exif = im.getexif()
-    except Exception:
-        log.debug("unreadable EXIF block ignored", exc_info=True)
-        exif = None
+    meta.sdenhance = _json_dict(texts.get("sdenhance"), "sdenhance", notes)
+    meta.raw_parameters = _bounded(texts.get("parameters") or None, "parameters", notes)
+    meta.comfy_prompt = _json_dict(texts.get("prompt") or None, "prompt", notes)
+    meta.comfy_workflow = _json_dict(texts.get("workflow") or None, "workflow", notes)
+    exif = _exif(im)
     if exif:
-        if meta.raw_parameters is None:
-            try:
-                comment = exif.get_ifd(EXIF_IFD).get(USER_COMMENT)
-            except Exception:
-                comment = None
-            text = _decode_user_comment(comment)
-            if text and text.strip():
-                meta.raw_parameters = text
-        description = exif.get(IMAGE_DESCRIPTION)
-        if isinstance(description, str):
-            read_description(description, meta)
-        for tag, prefix, attr in (
-            (0x0110, "prompt:", "comfy_prompt"),
-            (0x010F, "workflow:", "comfy_workflow"),
-        ):
-            value = exif.get(
-                tag
-            )  # ComfyUI's WebP/JPEG: "prompt:{...}" in Model, "workflow:{...}" in Make
-            if isinstance(value, str) and value.startswith(prefix) and getattr(meta, attr) is None:
-                setattr(meta, attr, _json_dict(value[len(prefix) :]))
+        _read_exif(exif, meta, notes)
     if meta.raw_parameters is None:
         comment = info.get("comment")  # JPEG COM segment, used by some tools
         if isinstance(comment, bytes):
             comment = comment.decode("utf-8", "replace")
         if isinstance(comment, str) and "Steps: " in comment:
-            meta.raw_parameters = comment
+            meta.raw_parameters = _bounded(comment, "comment", notes)
     if meta.raw_parameters:
         meta.parameters = parse_infotext(meta.raw_parameters)
-    if meta.midjourney is None and isinstance(texts.get("Description"), str):
-        meta.midjourney = parse_midjourney(texts["Description"])
+    description = _bounded(texts.get("Description"), "Description", notes)
+    if meta.midjourney is None and description is not None:
+        meta.midjourney = parse_midjourney(description)
     if meta.midjourney is None and isinstance(info.get("xmp"), (bytes, str)):
-        meta.midjourney = parse_midjourney(_xmp_description(info["xmp"]) or "")
-    return meta
+        xmp = info["xmp"]
+        xmp = xmp.decode("utf-8", "replace") if isinstance(xmp, bytes) else xmp
+        xmp = _bounded(xmp, "XMP", notes, limit=4 * MAX_TEXT_CHARS)
+        meta.midjourney = parse_midjourney(_xmp_description(xmp) or "") if xmp else None
 
 
-def read_description(text: str, meta: ImageMetadata) -> None:
+def _exif(im: Image.Image) -> Image.Exif | None:
+    try:
+        return im.getexif()
+    except Exception:  # a broken EXIF block must not make the image unreadable
+        log.debug("unreadable EXIF block ignored", exc_info=True)
+        return None
+
+
+def _read_exif(exif: Image.Exif, meta: ImageMetadata, notes: list[str]) -> None:
+    if meta.raw_parameters is None:
+        try:
+            comment = exif.get_ifd(EXIF_IFD).get(USER_COMMENT)
+        except Exception:
+            comment = None
+        text = _decode_user_comment(comment)
+        if text and text.strip():
+            meta.raw_parameters = _bounded(text, "UserComment", notes)
+    description = exif.get(IMAGE_DESCRIPTION)
+    if isinstance(description, str):
+        read_description(description, meta, notes)
+    # ComfyUI's WebP/JPEG: "prompt:{...}" in Model, "workflow:{...}" in Make
+    for tag, prefix, attr in (
+        (0x0110, "prompt:", "comfy_prompt"),
+        (0x010F, "workflow:", "comfy_workflow"),
+    ):
+        value = exif.get(tag)
+        if isinstance(value, str) and value.startswith(prefix) and getattr(meta, attr) is None:
+            setattr(meta, attr, _json_dict(value[len(prefix) :], attr, notes))
+
+
+def read_description(text: str, meta: ImageMetadata, notes: list[str] | None = None) -> None:
     """ImageDescription: our JSON ({"sdenhance": ..., "parameters": ...}) or a Midjourney text."""
-    data = _json_dict(text) if text.lstrip().startswith("{") else None
-    if data is not None:
+    notes = [] if notes is None else notes
+    if text.lstrip().startswith("{"):
+        data = _json_dict(text, "ImageDescription", notes)
+        if data is None:
+            return
         if isinstance(data.get("sdenhance"), dict) and meta.sdenhance is None:
             meta.sdenhance = data["sdenhance"]
-        if isinstance(data.get("parameters"), str) and meta.raw_parameters is None:
-            meta.raw_parameters = data["parameters"]
-            meta.parameters = parse_infotext(data["parameters"])
+        parameters = data.get("parameters")
+        if isinstance(parameters, str) and meta.raw_parameters is None:
+            meta.raw_parameters = _bounded(parameters, "parameters", notes)
+            meta.parameters = parse_infotext(meta.raw_parameters) if meta.raw_parameters else None
         return
-    if meta.midjourney is None:
+    text = _bounded(text, "ImageDescription", notes)
+    if meta.midjourney is None and text is not None:
         meta.midjourney = parse_midjourney(text)
 
 
-def _json_dict(text: str) -> dict | None:
+def _bounded(
+    text: str | None, field: str, notes: list[str], limit: int = MAX_TEXT_CHARS
+) -> str | None:
+    """`text`, or None with a note when it is longer than any real metadata text."""
+    if text is None or len(text) <= limit:
+        return text
+    notes.append(
+        f"metadata: the `{field}` text ({len(text):,} characters) is over the limit "
+        f"of {limit:,}; ignored"
+    )
+    return None
+
+
+def _json_dict(text: str | None, field: str, notes: list[str]) -> dict | None:
+    if not isinstance(text, str):
+        return None
     try:
-        value = json.loads(text)
-    except (ValueError, TypeError):
-        log.debug("metadata text is not valid JSON: %.60r", text)
+        value = load_json(text)
+    except UnsafeJSON as exc:
+        notes.append(f"metadata: the `{field}` JSON is unreadable ({exc}); ignored")
         return None
     return value if isinstance(value, dict) else None
 
@@ -197,8 +233,9 @@ def _decode_user_comment(data: Any) -> str | None:
     return data.decode("utf-8", "replace").rstrip("\x00")
 
 
-_MJ_JOB_RE = re.compile(r"\s*Job ID:\s*([0-9a-fA-F-]{8,})\s*$")
-_MJ_PARAM_RE = re.compile(r"(?:^|\s)--([a-zA-Z][\w-]*)")
+_MJ_JOB = "Job ID:"
+_MJ_JOB_ID = re.compile(r"[0-9a-fA-F-]{8,}")
+_MJ_PARAM_RE = re.compile(r"(?:^|\s)--([a-zA-Z][\w-]*+)")
 
 
 def parse_midjourney(text: str) -> dict | None:
@@ -206,13 +243,16 @@ def parse_midjourney(text: str) -> dict | None:
 
     The prompt is the text before the first `--parameter`; `--no` becomes the negative prompt.
     Returns None for text that does not look like Midjourney's (no parameters, no job id).
+    Linear in the text: the job id is split off at the last "Job ID:", and the parameter
+    pattern cannot backtrack.
     """
     text = text.strip()
-    job = _MJ_JOB_RE.search(text)
-    if job:
-        text = text[: job.start()].rstrip()
+    head, sep, tail = text.rpartition(_MJ_JOB)
+    job = tail.strip() if sep and _MJ_JOB_ID.fullmatch(tail.strip()) else None
+    if job is not None:
+        text = head.rstrip()
     marks = list(_MJ_PARAM_RE.finditer(text))
-    if not marks and not job:
+    if not marks and job is None:
         return None
     prompt = text[: marks[0].start()].strip() if marks else text
     params: dict[str, str] = {}
@@ -223,18 +263,21 @@ def parse_midjourney(text: str) -> dict | None:
         "prompt": prompt,
         "negative_prompt": params.get("no") or None,
         "params": params,
-        "job_id": job.group(1) if job else None,
+        "job_id": job,
     }
 
 
-def _xmp_description(xmp: bytes | str) -> str | None:
-    text = xmp.decode("utf-8", "replace") if isinstance(xmp, bytes) else xmp
-    match = re.search(r"<dc:description>.*?<rdf:li[^>]*>(.*?)</rdf:li>", text, re.S)
-    if not match:
-        return None
+def _xmp_description(text: str) -> str | None:
+    """The first `rdf:li` of `dc:description` in an XMP packet (a few `find`s: linear)."""
     import html
 
-    return html.unescape(match.group(1))
+    start = text.find("<dc:description>")
+    item = text.find("<rdf:li", start) if start >= 0 else -1
+    open_end = text.find(">", item) if item >= 0 else -1
+    close = text.find("</rdf:li>", open_end) if open_end >= 0 else -1
+    if close < 0:
+        return None
+    return html.unescape(text[open_end + 1 : close])
 
 
 _COMFY_TEXT_INPUTS = (
@@ -259,8 +302,9 @@ def _comfy_text(graph: Mapping[str, Any] | None, polarity: str) -> str | None:
         return None
 
     def node_order(item: tuple[str, Any]) -> tuple[int, str]:
-        key = item[0]
-        return (int(key), key) if key.isdigit() else (1 << 30, key)
+        key = item[0]  # node ids are small decimal numbers; anything else sorts last
+        number = key.isascii() and key.isdigit() and len(key) < 10
+        return (int(key), key) if number else (1 << 30, key)
 
     for _, node in sorted(graph.items(), key=node_order):
         if not isinstance(node, Mapping):

@@ -7,7 +7,6 @@ import dataclasses
 import logging
 import os
 import struct
-import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -15,11 +14,13 @@ from typing import Any
 from PIL import Image
 
 from sdenhance.errors import SdenhanceError
+from sdenhance.io.atomic import write_atomic
 from sdenhance.io.convert import split_alpha
 from sdenhance.io.deep import DeepImage
 from sdenhance.io.depth import to_8bit
 from sdenhance.io.formats import DEEP, SAVE_SUFFIXES, check_quality, encoder_params, format_of
 from sdenhance.io.loaded import one_line
+from sdenhance.io.paths import check_output, describe_os_error
 from sdenhance.io.save_params import FileMetadata, file_metadata, pil_params
 
 log = logging.getLogger("sdenhance")
@@ -58,8 +59,9 @@ def save_image(
             raise SdenhanceError(
                 f"refusing to overwrite the input {other}; choose another output path"
             )
-    if path.is_dir():
+    if os.path.isdir(path):  # False (not an error) for a name too long to exist
         raise SdenhanceError(f"output {path} is a folder; give a file name")
+    check_output(path)
     image, converted = _output_colours(image, fmt, to_srgb or strip_metadata)
     if isinstance(image, DeepImage):
         meta = file_metadata(image.info, metadata, image.size, strip=strip_metadata, srgb=converted)
@@ -72,8 +74,10 @@ def save_image(
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise SdenhanceError(f"cannot create folder {path.parent}: {exc.strerror or exc}") from None
-    _write_atomic(path, write)
+        raise SdenhanceError(
+            f"cannot create folder {path.parent}: {describe_os_error(exc)}"
+        ) from None
+    write_atomic(path, write)
     return path
 
 
@@ -186,50 +190,3 @@ def _without_info(image: Image.Image) -> Image.Image:
     out = image.copy()
     out.info = {}
     return out
-
-
-def _write_atomic(path: Path, write) -> None:
-    """Write through a hidden temp file in the target folder, fsync, then rename over `path`;
-    on any failure (interrupts included) the temp file goes and `path` is untouched."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get normal permissions
-        os.replace(tmp, path)
-    except BaseException as exc:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        if isinstance(exc, OSError):
-            raise SdenhanceError(f"cannot write {path}: {exc.strerror or one_line(exc)}") from None
-        raise
-    _fsync_dir(path.parent)
-
-
-def _umask() -> int:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except OSError:
-        pass
-    return 0o022
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make the rename itself durable (POSIX only; best effort)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

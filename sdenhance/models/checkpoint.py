@@ -17,7 +17,6 @@ half that the engine and the tests need:
 
 from __future__ import annotations
 
-import json
 import logging
 import struct
 from collections import Counter
@@ -26,6 +25,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from sdenhance.errors import SdenhanceError
+from sdenhance.io.safe_text import UnsafeJSON, load_json
 from sdenhance.models.formats import looks_like_pickle
 
 log = logging.getLogger(__name__)
@@ -105,9 +105,11 @@ def check_safetensors(path: Path) -> dict[str, Any]:
         f.seek(8)
         raw = f.read(n)
     try:
-        header = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise corrupt_error(path, f"header is not valid JSON ({e})") from None
+        header = load_json(raw.decode("utf-8"), max_chars=MAX_HEADER_BYTES)
+    except UnicodeDecodeError as e:
+        raise corrupt_error(path, f"header is not UTF-8 ({e.reason} at byte {e.start})") from None
+    except UnsafeJSON as e:
+        raise corrupt_error(path, f"header is {e}") from None
     if not isinstance(header, dict):
         raise corrupt_error(path, "header is not a JSON object")
     data_size = size - 8 - n

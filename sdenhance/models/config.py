@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,7 @@ class EngineConfig:
     """Which models to load and how. Shared by every command that runs a model."""
 
     model: str | None = None  # hub id, diffusers folder or single .safetensors; None = default
-    controlnet: str | None = None  # tile ControlNet; None = the family's default
+    controlnet: str | None = None  # tile ControlNet; None = the family's default; "none" = off
     inpaint_model: str | None = None  # dedicated 9-channel inpainting model, optional
     model_config: str | None = None  # diffusers folder or hub id with configs for single-file loads
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
@@ -70,6 +69,20 @@ def check_config(cfg: EngineConfig) -> None:
         )
 
 
+NO_CONTROLNET = "none"
+
+
+def controlnet_disabled(cfg: EngineConfig) -> bool:
+    """Whether `--controlnet none` (flag, SDENHANCE_CONTROLNET or the config file) turns the tile
+    ControlNet off: upscaling is then plain tile img2img and no ControlNet is resolved."""
+    spec = (
+        cfg.controlnet
+        or os.environ.get("SDENHANCE_CONTROLNET")
+        or user_defaults().get("controlnet")
+    )
+    return isinstance(spec, str) and spec.strip().lower() == NO_CONTROLNET
+
+
 def user_config_path() -> Path:  # model precedence: flag > SDENHANCE_* env > this file > default
     """`SDENHANCE_CONFIG`, else $XDG_CONFIG_HOME/sdenhance/config.toml."""
     env = os.environ.get("SDENHANCE_CONFIG")
@@ -79,19 +92,51 @@ def user_config_path() -> Path:  # model precedence: flag > SDENHANCE_* env > th
     return base / "sdenhance" / "config.toml"
 
 
+_CONFIG_KEYS = {
+    "model": "a hub id, diffusers folder or .safetensors file",
+    "controlnet": "a hub id, folder or .safetensors file",
+    "inpaint_model": "a hub id, folder or .safetensors file",
+    "model_config": "a diffusers folder or hub id",
+    "device": "auto, cpu, cuda, cuda:N or mps",
+    "dtype": ", ".join(DTYPES),
+}
+
+
 def user_defaults() -> dict[str, Any]:
-    """Defaults from the user config file (`model`, `controlnet`, `sdxl_model`...), if any."""
+    """Defaults from the user config file (`model`, `controlnet`, `device`...), if any.
+
+    Every value is checked here, so a wrong type or an unknown key is one line naming the key
+    and the file, before anything loads.
+    """
+    from sdenhance.io.paths import require_file
+    from sdenhance.io.safe_text import MAX_TOML_BYTES, load_toml, short
+
     path = user_config_path()
-    if not path.is_file():
+    if not os.path.exists(path):
         return {}
+    if require_file(path, "config file", "a TOML file").st_size > MAX_TOML_BYTES:
+        raise SdenhanceError(f"config file {path} is too large for a TOML file")
     try:
-        data = tomllib.loads(path.read_text())
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise SdenhanceError(f"config file {path} is not valid TOML: {exc}") from None
-    allowed = {"model", "controlnet", "inpaint_model", "model_config", "device", "dtype"}
-    unknown = set(data) - allowed
-    if unknown:
-        raise SdenhanceError(
-            f"config file {path}: unknown key `{sorted(unknown)[0]}`; allowed: {', '.join(sorted(allowed))}"
-        )
+        data = load_toml(path.read_bytes())
+    except OSError as exc:
+        raise SdenhanceError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+    except ValueError as exc:
+        raise SdenhanceError(f"config file {path}: {exc}") from None
+    for key, value in data.items():
+        if key not in _CONFIG_KEYS:
+            raise SdenhanceError(
+                f"config file {path}: unknown key `{key}`; allowed: {', '.join(sorted(_CONFIG_KEYS))}"
+            )
+        if not isinstance(value, str) or not value.strip() or len(value) > 4096:
+            raise SdenhanceError(
+                f"config file {path}: `{key}` must be text ({_CONFIG_KEYS[key]}); "
+                f"got {short(repr(value), 60)}"
+            )
+    if "device" in data or "dtype" in data:
+        try:
+            check_config(
+                EngineConfig(device=data.get("device", "auto"), dtype=data.get("dtype", "auto"))
+            )
+        except SdenhanceError as exc:
+            raise SdenhanceError(f"config file {path}: {str(exc).replace('`--', '`')}") from None
     return data

@@ -16,8 +16,16 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from sdenhance.errors import ModelNotFoundError, SdenhanceError
-from sdenhance.models.config import DEFAULTS, EngineConfig, check_config, user_defaults
+from sdenhance.models.config import (
+    DEFAULTS,
+    NO_CONTROLNET,
+    EngineConfig,
+    check_config,
+    controlnet_disabled,
+    user_defaults,
+)
 from sdenhance.models.device import attention_backend, dtype_kwargs, pick_device, pick_dtype
+from sdenhance.models.load_checks import check_loaded, load_error, load_errors
 from sdenhance.models.resolve import ResolvedModel, hub_cache_dir, hub_offline, resolve
 from sdenhance.models.schedulers import DEFAULT_SCHEDULER, make_scheduler
 
@@ -126,6 +134,8 @@ class Engine:
         out: dict[str, Any] = {}
         for role, resolved in self._resolved.items():
             out.update(resolved.describe(role))
+        if self._pipes.get("controlnet", False) is None:
+            out["controlnet"] = NO_CONTROLNET  # an upscale ran without one: reruns do too
         out["device"] = str(self.device)
         out["dtype"] = str(self.dtype).replace("torch.", "")
         return out
@@ -168,19 +178,15 @@ class Engine:
                 pipe = cls.from_pretrained(str(resolved.path), local_files_only=True, **kwargs)
         except SdenhanceError:
             raise
-        except (
-            OSError,
-            ValueError,
-            HfHubHTTPError,
-        ) as exc:  # LocalEntryNotFoundError is an OSError
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        except (*load_errors(), HfHubHTTPError) as exc:  # LocalEntryNotFoundError: an OSError
             hint = None
             if resolved.kind == "single_file":
                 hint = (
                     "a single-file checkpoint needs its family's configs: go online once, or pass "
                     "--model-config with a diffusers folder of the same family"
                 )
-            raise SdenhanceError(f"could not load {resolved.spec}: {first}", hint=hint) from None
+            raise load_error(resolved.spec, exc, hint) from None
+        check_loaded(pipe, resolved.spec)
         self.load_seconds += time.perf_counter() - t0
         pipe.set_progress_bar_config(disable=True)
         self._place(pipe)
@@ -237,11 +243,12 @@ class Engine:
         return self._derive(("img2img", scheduler), cls, self.base, scheduler)
 
     @property
-    def controlnet(self):
-        """The tile ControlNet (the family's default unless configured)."""
-        if "controlnet" not in self._pipes:
-            import diffusers
-
+    def controlnet_model(self) -> ResolvedModel | None:
+        """The tile ControlNet resolved (configs only, no weights) and checked against the
+        model's family; None with `--controlnet none`, which resolves nothing."""
+        if controlnet_disabled(self.config):
+            return None
+        if "controlnet" not in self._resolved:
             spec = (
                 self.config.controlnet
                 or os.environ.get("SDENHANCE_CONTROLNET")
@@ -252,31 +259,45 @@ class Engine:
             if resolved.family != self.family:
                 raise SdenhanceError(
                     f"ControlNet {spec} is for {resolved.family.upper()} but the model {self.model.spec} is {self.family.upper()}",
-                    hint="pass a --controlnet of the same family",
+                    hint="pass a --controlnet of the same family, or --controlnet none",
                 )
             self._resolved["controlnet"] = resolved
-            t0 = time.perf_counter()
-            try:
-                if resolved.kind == "single_file":
-                    net = diffusers.ControlNetModel.from_single_file(
-                        str(resolved.path),
-                        **dtype_kwargs(self.dtype),
-                        cache_dir=hub_cache_dir(),
-                        local_files_only=hub_offline(),
-                    )
-                else:
-                    net = diffusers.ControlNetModel.from_pretrained(
-                        str(resolved.path), **dtype_kwargs(self.dtype), local_files_only=True
-                    )
-            except (OSError, ValueError) as exc:
-                raise SdenhanceError(
-                    f"could not load ControlNet {spec}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
-                ) from None
-            self.load_seconds += time.perf_counter() - t0
-            if self.config.offload == "none":
-                net.to(self.device)
-            self._pipes["controlnet"] = net
+        return self._resolved["controlnet"]
+
+    @property
+    def controlnet(self):
+        """The tile ControlNet (the family's default unless configured); None with
+        `--controlnet none`."""
+        if "controlnet" not in self._pipes:
+            resolved = self.controlnet_model
+            self._pipes["controlnet"] = (
+                None if resolved is None else self._load_controlnet(resolved)
+            )
         return self._pipes["controlnet"]
+
+    def _load_controlnet(self, resolved: ResolvedModel):
+        import diffusers
+
+        t0 = time.perf_counter()
+        try:
+            if resolved.kind == "single_file":
+                net = diffusers.ControlNetModel.from_single_file(
+                    str(resolved.path),
+                    **dtype_kwargs(self.dtype),
+                    cache_dir=hub_cache_dir(),
+                    local_files_only=hub_offline(),
+                )
+            else:
+                net = diffusers.ControlNetModel.from_pretrained(
+                    str(resolved.path), **dtype_kwargs(self.dtype), local_files_only=True
+                )
+        except load_errors() as exc:
+            raise load_error(f"ControlNet {resolved.spec}", exc) from None
+        check_loaded(net, f"ControlNet {resolved.spec}")
+        self.load_seconds += time.perf_counter() - t0
+        if self.config.offload == "none":
+            net.to(self.device)
+        return net
 
     def controlnet_img2img(self, scheduler: str | None = DEFAULT_SCHEDULER):
         import diffusers
@@ -286,6 +307,8 @@ class Engine:
             if self.family == "sdxl"
             else diffusers.StableDiffusionControlNetImg2ImgPipeline
         )
+        if self.controlnet is None:
+            raise SdenhanceError("`--controlnet none`: there is no ControlNet pipeline to build")
         return self._derive(
             ("controlnet", scheduler), cls, self.base, scheduler, controlnet=self.controlnet
         )

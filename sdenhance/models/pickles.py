@@ -6,6 +6,7 @@ import logging
 import os
 import re
 import tempfile
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,12 +20,11 @@ if TYPE_CHECKING:
     import torch
 
 
-def load_pickle_weights(path: Path) -> dict[str, torch.Tensor]:
-    """Tensors of a pickle checkpoint, unpickled weights-only: never executes code from the file.
+def unpickle_weights_only(path: Path) -> object:
+    """Unpickle `path` weights-only (tensors and plain containers): never executes code.
 
-    A file that needs anything beyond tensors and plain containers is refused, never retried
-    with `weights_only=False`. A nested `state_dict` is unwrapped; non-tensor entries
-    (`global_step`, ...) are dropped.
+    A file that needs anything beyond that is refused with torch's reason, never retried with
+    `weights_only=False`; a damaged file is one corrupt-checkpoint error.
     """
     import pickle
 
@@ -33,20 +33,34 @@ def load_pickle_weights(path: Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     try:
         # a file object, not a path: torch >= 2.13 picks the loader by the path's extension
-        with path.open("rb") as f:
-            obj = torch.load(f, map_location="cpu", weights_only=True)
+        with path.open("rb") as f, warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's notes on legacy formats: not the user's
+            return torch.load(f, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         # torch's message starts with how to load the file anyway (with terminal escapes);
         # the reason is on its `WeightsUnpickler error:` line
         text = re.sub(r"\x1b\[[0-9;]*m", "", str(e)).strip()
-        found = re.search(r"WeightsUnpickler error: (.*?)(?:\.\s|\.?$)", text, re.M)
+        found = re.search(r"WeightsUnpickler error:\s*(.*?)(?:\.\s|\.?$)", text, re.M)
         reason = found.group(1) if found else text.splitlines()[0] if text else type(e).__name__
+        if reason.startswith("Unsupported operand"):  # not a pickle torch wrote: damaged
+            raise corrupt_error(path, f"not a valid pickle ({reason})") from None
         raise SdenhanceError(
             f"refusing to unpickle {path}: it holds more than plain weights ({reason})",
             hint="use a .safetensors version of this model",
         ) from None
-    except (RuntimeError, EOFError, OSError, ValueError) as e:
+    except (RuntimeError, EOFError, OSError, ValueError, IndexError, KeyError) as e:
         raise corrupt_error(path, f"torch cannot read it ({type(e).__name__})") from None
+
+
+def load_pickle_weights(path: Path) -> dict[str, torch.Tensor]:
+    """Tensors of a pickle checkpoint, unpickled weights-only (`unpickle_weights_only`).
+
+    A nested `state_dict` is unwrapped; non-tensor entries (`global_step`, ...) are dropped.
+    """
+    import torch
+
+    path = Path(path)
+    obj = unpickle_weights_only(path)
     while isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict):

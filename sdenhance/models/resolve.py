@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -11,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from sdenhance.errors import ModelNotFoundError, SdenhanceError
+from sdenhance.models.folders import check_folder, read_config, text_field
 from sdenhance.models.formats import PICKLE_SUFFIXES
 
 log = logging.getLogger("sdenhance")
@@ -90,16 +90,16 @@ def _missing_path(spec: str, role: str) -> ModelNotFoundError:
 def folder_info(folder: Path, role: str) -> tuple[str, bool, str]:
     """(family, inpaint, role) of a diffusers folder, from its configs."""
     index = folder / "model_index.json"
-    if index.is_file():
-        data = json.loads(index.read_text())
+    if index.exists():
+        data = read_config(index)
         unet_cfg = folder / "unet" / "config.json"
-        unet = json.loads(unet_cfg.read_text()) if unet_cfg.is_file() else {}
-        sdxl = "XL" in data.get("_class_name", "") or "text_encoder_2" in data
+        unet = read_config(unet_cfg) if unet_cfg.exists() else {}
+        sdxl = "XL" in text_field(data, "_class_name", index) or "text_encoder_2" in data
         return ("sdxl" if sdxl else "sd15"), unet.get("in_channels", 4) == 9, "pipeline"
     config = folder / "config.json"
-    if config.is_file():
-        data = json.loads(config.read_text())
-        if "ControlNet" in data.get("_class_name", ""):
+    if config.exists():
+        data = read_config(config)
+        if "ControlNet" in text_field(data, "_class_name", config):
             sdxl = (
                 data.get("addition_embed_type") == "text_time"
                 or data.get("cross_attention_dim") == 2048
@@ -140,6 +140,7 @@ def resolve(spec: str, *, role: str = "pipeline", allow_pickle: bool = False) ->
         return ResolvedModel(spec, "single_file", path, info.family, role, info.inpaint)
     if path.is_dir():
         family, inpaint, found_role = folder_info(path, role)
+        check_folder(path)
         if found_role != role:
             raise SdenhanceError(f"{path} is a {found_role}, but a {role} was expected here")
         return ResolvedModel(spec, "folder", path, family, role, inpaint)
@@ -180,6 +181,7 @@ def _resolve_hub(repo_id: str, role: str) -> ResolvedModel:
                 f"not in the cache {cache} and the download failed ({type(exc).__name__})",
             ) from None
     family, inpaint, found_role = folder_info(folder, role)
+    check_folder(folder)
     if found_role != role:
         raise SdenhanceError(
             f"hub model {repo_id} is a {found_role}, but a {role} was expected here"

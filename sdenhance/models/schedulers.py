@@ -29,19 +29,28 @@ SCHEDULERS: dict[str, tuple[str, dict[str, Any], str]] = {
     "unipc": ("UniPCMultistepScheduler", {}, "UniPC"),
     "lms": ("LMSDiscreteScheduler", {}, "LMS"),
     "heun": ("HeunDiscreteScheduler", {}, "Heun"),
-    "pndm": ("PNDMScheduler", {}, "PLMS"),
+    "pndm": ("PNDMScheduler", {"skip_prk_steps": True}, "PLMS"),
 }
 
 
 DEFAULT_SCHEDULER = "dpmpp-2m-karras"
 
 
+# what diffusers' Stable Diffusion pipelines set on an outdated scheduler config when they are
+# built (a config without `clip_sample` makes DDIM clip its x0 prediction to [-1, 1])
+CONFIG_FIXES: dict[str, Any] = {"steps_offset": 1, "clip_sample": False}
+
+
 def make_scheduler(name: str, base_config: Any):
-    """A fresh scheduler `name` built from a pipeline's scheduler config (never shared state)."""
+    """A fresh scheduler `name` built from a pipeline's scheduler config (never shared state).
+
+    The config gets `CONFIG_FIXES`, as Stable Diffusion pipelines give it, so every loop
+    (ours and each pipeline's) samples with the same settings.
+    """
     import diffusers
 
     if name not in SCHEDULERS:
         raise SdenhanceError(f"`--scheduler` must be one of {', '.join(SCHEDULERS)}; got {name!r}")
     cls_name, extra, _ = SCHEDULERS[name]
     cls = getattr(diffusers, cls_name)
-    return cls.from_config(base_config, **extra)
+    return cls.from_config({**dict(base_config), **CONFIG_FIXES}, **extra)

@@ -89,6 +89,11 @@ class Context:
             self._engine = Engine(self.engine_config or EngineConfig())
         return self._engine
 
+    @property
+    def allow_pickle(self) -> bool:
+        """`--allow-pickle`: every loader that takes a model path honours it, upscalers too."""
+        return bool(self.engine_config is not None and self.engine_config.allow_pickle)
+
     def resolve_seed(self) -> int:
         """The seed for this image: the given one, or a fresh one that is then recorded."""
         if self.seed is None:
@@ -100,6 +105,15 @@ class Context:
 def build_options(stage: str, values: dict[str, Any], *, where: str = "") -> Any:
     """Validated options of `stage` from plain values (unknown keys are errors)."""
     return from_mapping(get_stage(stage).Options, values, where=where or stage)
+
+
+def preflight(stage: str, opts: Any, ctx: Context) -> None:
+    """Stage `stage`'s checks of `opts` (and of `ctx.images` shared by every input) that need
+    no input image, if it has any: run once before a batch, so what is wrong for every input
+    is refused once. Stages run the same checks themselves, so skipping this loses nothing."""
+    check = getattr(get_stage(stage), "preflight", None)
+    if check is not None:
+        check(opts, ctx)
 
 
 def apply_stage(stage: str, image: Image.Image, opts: Any, ctx: Context) -> Image.Image:

@@ -24,9 +24,11 @@ from sdenhance.models.schedulers import DEFAULT_SCHEDULER, SCHEDULERS
 from sdenhance.ops.color import color_transfer
 from sdenhance.ops.crops import composite_exact, crop, crop_groups
 from sdenhance.ops.masks import Box, check_mask, feather, grow, mask_from_image
+from sdenhance.ops.soft_mask import soft_values
 from sdenhance.options import option
 from sdenhance.stages import Context
 from sdenhance.stages.img2img import DEFAULT_NEGATIVE, effective_steps, pad_to_multiple
+from sdenhance.stages.inpaint_soft import soft_step
 
 AREAS = ("masked", "whole")
 FILLS = ("original", "blur", "telea", "noise")
@@ -91,6 +93,11 @@ class Options:
         True,
         "Match the repainted area's Lab mean and spread to the unmasked ring around it; turn "
         "off when the prompt asks for colours unlike the surroundings.",
+    )
+    soft: bool = option(
+        False,
+        "Graded mask: each pixel changes in proportion to its mask value (grey = partly, "
+        "black = kept), so soft edges blend; white repaints as without it (4-channel models).",
     )
     mask_resize: bool = option(
         False,
@@ -234,6 +241,29 @@ def plan_jobs(blend: np.ndarray, opts: Options, native: int) -> list[Job]:
 # --- the stage --------------------------------------------------------------------------------
 
 
+def grown_region(mask: np.ndarray, opts: Options) -> np.ndarray:
+    """The mask grown (or shrunk) by `opts.grow`; refused when shrinking leaves nothing."""
+    region = grow(mask, opts.grow)
+    if not np.any(region > 0):
+        raise SdenhanceError(
+            f"mask selects nothing after `grow`={opts.grow} px shrinks it; use a smaller shrink"
+        )
+    return region
+
+
+def preflight(opts: Options, ctx: Context) -> None:
+    """The mask every input shares (`ctx.images["mask"]`), checked once before a batch: one
+    that selects nothing, or nothing once grown, is wrong for every input."""
+    mask_img = ctx.images.get("mask")
+    if mask_img is None:
+        return
+    mask = mask_from_image(mask_img)
+    if not np.any(mask > 0):
+        check_mask(mask, (mask.shape[1], mask.shape[0]))  # its one "selects nothing" message
+    if not opts.mask_resize:  # the inputs it fits have its size, so this is their region too
+        grown_region(mask, opts)
+
+
 def repaint(
     pipe: Any,
     image: np.ndarray,
@@ -254,9 +284,11 @@ def repaint(
         model_mask = np.pad(region, ((0, ph - bh), (0, pw - bw)))
     steps = effective_steps(opts.steps, opts.strength)
 
+    soften = soft_step(pipe, model_mask, LATENT) if opts.soft else None
+
     def on_step(pipe_: Any, i: int, t: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
         progress(i + 1, pipe_.num_timesteps)
-        return kwargs
+        return soften(pipe_, i, kwargs) if soften else kwargs
 
     warn_long_prompts(pipe.tokenizer, opts.prompt, opts.negative_prompt)
     out = pipe(
@@ -271,6 +303,7 @@ def repaint(
         height=ph,
         width=pw,
         callback_on_step_end=on_step,
+        callback_on_step_end_tensor_inputs=["latents", "mask"] if soften else ["latents"],
         output_type="pil",
     ).images[0]
     if job.resample:
@@ -318,14 +351,11 @@ def run(image: Image.Image, opts: Options, ctx: Context) -> Image.Image:
     mask_img = ctx.images.get("mask")
     if mask_img is None:
         raise SdenhanceError("inpaint needs a mask: white (or transparent, with `alpha`) = repaint")
-    mask = check_mask(mask_from_image(mask_img), image.size, resize=opts.mask_resize)
+    values = soft_values(mask_img) if opts.soft else mask_from_image(mask_img)
+    mask = check_mask(values, image.size, resize=opts.mask_resize)
 
     # 2. Grow or shrink, then feather outwards into the blend mask
-    region = grow(mask, opts.grow)
-    if not np.any(region > 0):
-        raise SdenhanceError(
-            f"mask selects nothing after `grow`={opts.grow} px shrinks it; use a smaller shrink"
-        )
+    region = grown_region(mask, opts)
     blend = feather(region, opts.feather)
     ring = ring_around(region, opts.feather + RING_PX)
     original = np.asarray(image.convert("RGB"), dtype=np.uint8)

@@ -141,6 +141,30 @@ def inpaint_options(opts: Options) -> Any:
     )
 
 
+def object_region(mask: np.ndarray, opts: Options) -> np.ndarray:
+    """The mask grown by `opts.grow`; refused when it covers everything (nothing to fill from)."""
+    region = grow(mask, opts.grow)
+    if np.all(region > 0):
+        raise SdenhanceError(
+            f"the mask grown by `grow`={opts.grow} px covers the whole image, so nothing is left "
+            "to fill from; use a smaller --grow or a smaller mask"
+        )
+    return region
+
+
+def preflight(opts: Options, ctx: Any) -> None:
+    """The mask every input shares (`ctx.images["mask"]`), checked once before a batch: one
+    that selects nothing, or everything once grown, is wrong for every input."""
+    mask_img = ctx.images.get("mask")
+    if mask_img is None:
+        return
+    mask = mask_from_image(mask_img)
+    if not np.any(mask > 0):
+        check_mask(mask, (mask.shape[1], mask.shape[0]))  # its one "selects nothing" message
+    if not opts.mask_resize:  # the inputs it fits have its size, so this is their region too
+        object_region(mask, opts)
+
+
 def run(image: Image.Image, opts: Options, ctx: Any) -> Image.Image:
     """Remove the object under `ctx.images["mask"]` (white = object) from an RGB image."""
     # 1. Check inputs
@@ -151,12 +175,7 @@ def run(image: Image.Image, opts: Options, ctx: Any) -> Image.Image:
     refine = inpaint_options(opts) if opts.refine else None
 
     # 2. Take the object's halo with it
-    region = grow(mask, opts.grow)
-    if np.all(region > 0):
-        raise SdenhanceError(
-            f"the mask grown by `grow`={opts.grow} px covers the whole image, so nothing is left "
-            "to fill from; use a smaller --grow or a smaller mask"
-        )
+    region = object_region(mask, opts)
 
     # 3. Offline fill
     rgb = np.asarray(image.convert("RGB"), dtype=np.uint8)

@@ -12,7 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from sdenhance.options import option
+from sdenhance.io.limits import check_output_size
+from sdenhance.options import MAX_SIDE, option
 from sdenhance.upscalers.registry import upscaler_names
 from sdenhance.upscalers.upscale import upscale
 
@@ -26,19 +27,32 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class Options:
     scale: float = option(
-        2.0, "Size factor, > 0 (< 1 shrinks); ignored when `width` or `height` is set.", gt=0.0
+        2.0,
+        "Size factor, > 0 and ≤ 64 (< 1 shrinks); ignored when `width` or `height` is set.",
+        gt=0.0,
+        le=64.0,
     )
     width: int | None = option(
-        None, "Output width in px, ≥ 1; alone, the height follows the aspect ratio.", ge=1
+        None,
+        "Output width in px, ≥ 1; alone, the height follows the aspect ratio.",
+        ge=1,
+        le=MAX_SIDE,
     )
     height: int | None = option(
-        None, "Output height in px, ≥ 1; alone, the width follows the aspect ratio.", ge=1
+        None,
+        "Output height in px, ≥ 1; alone, the width follows the aspect ratio.",
+        ge=1,
+        le=MAX_SIDE,
     )
     upscaler: str = option(
         "lanczos",
         "How to enlarge: lanczos, bicubic or a bundled Real-ESRGAN model.",
         choices=upscaler_names(),
     )
+
+    def check(self) -> None:
+        if self.width is not None and self.height is not None:
+            check_output_size((self.width, self.height))  # known now: refused before any work
 
 
 def target_size(size: tuple[int, int], opts: Options) -> tuple[int, int]:
@@ -59,7 +73,13 @@ def run(image: Image.Image, opts: Options, ctx: Context) -> Image.Image:
     size = target_size(image.size, opts)
     if size == image.size:
         return image.copy()
-    return upscale(image, size=size, upscaler=opts.upscaler, progress=ctx.progress)
+    return upscale(
+        image,
+        size=size,
+        upscaler=opts.upscaler,
+        progress=ctx.progress,
+        allow_pickle=ctx.allow_pickle,
+    )
 
 
 ROLES: tuple[str, ...] = ()

@@ -1,11 +1,13 @@
-"""Generative upscale: pre-upscale, then ControlNet-tile img2img over the whole image in tiles.
+"""Generative upscale: pre-upscale, then tile img2img over the whole image in tiles, guided by
+a tile ControlNet (or, with `--controlnet none`, by the prompt and the image alone).
 
 Each step denoises every tile of one latent canvas (tiles batched), merges the noise
 predictions with feathered weights that sum to one, and takes ONE scheduler step on the whole
-canvas (`sdenhance.tiled_diffusion`): the tiles never drift apart, so no seam forms and no
-seam-fix pass is needed. The VAE
-runs tiled in both directions with overlapping, blended tiles; the result is colour-fixed
-against the pre-upscale (removing VAE and ControlNet tone drift) and optionally blended with it.
+canvas (`sdenhance.diffusion.tiled_denoise`): the tiles never drift apart, so no seam forms and
+no seam-fix pass is needed. Schedule, noise, model inputs and guidance are diffusers' own
+(`sdenhance.diffusion.sampling`, `.predict`), so one tile equals diffusers' pipeline. The VAE
+runs tiled in both directions; the result is colour-fixed against the pre-upscale (removing
+VAE and ControlNet tone drift) and optionally blended with it.
 """
 
 from __future__ import annotations
@@ -13,32 +15,54 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
 
-from sdenhance.diffusion.tiled_denoise import LATENT_FACTOR, PredictFn, tiled_denoise
-from sdenhance.diffusion.tiled_vae import vae_decode, vae_encode, vae_tiling
+from sdenhance.diffusion.predict import encode_prompts, make_predict
+from sdenhance.diffusion.sampling import img2img_timesteps, noised_latents
+from sdenhance.diffusion.tiled_denoise import LATENT_FACTOR, tiled_denoise
+from sdenhance.diffusion.tiled_vae import vae_decode, vae_encode
 from sdenhance.errors import SdenhanceError
+from sdenhance.io import limits
 from sdenhance.io.convert import from_array, to_array
 from sdenhance.models.engine import warn_long_prompts
-from sdenhance.models.schedulers import DEFAULT_SCHEDULER, SCHEDULERS
+from sdenhance.models.schedulers import DEFAULT_SCHEDULER, SCHEDULERS, make_scheduler
 from sdenhance.ops import tiling
 from sdenhance.ops.color import DEFAULT_METHOD as COLOR_DEFAULT
 from sdenhance.ops.color import METHODS as COLOR_METHODS
-from sdenhance.options import option
+from sdenhance.options import MAX_SIDE, option
 from sdenhance.stages import Context
 from sdenhance.stages.img2img import DEFAULT_NEGATIVE, effective_steps
+from sdenhance.stages.tile_checks import preflight, refuse_resemblance
+from sdenhance.stages.tile_memory import (
+    ACTIVATION_BYTES,
+    check_memory,
+    estimate_bytes,
+    free_cache,
+    is_oom,
+    memory_fallbacks,
+)
 
 if TYPE_CHECKING:
     import torch
 
+__all__ = [
+    "ACTIVATION_BYTES",
+    "Options",
+    "Plan",
+    "estimate_bytes",
+    "plan",
+    "preflight",
+    "refuse_resemblance",
+    "run",
+]
+
 log = logging.getLogger("sdenhance")
 
-MAX_OUTPUT_PIXELS = 400_000_000  # 20000×20000: beyond this, memory for the buffers alone is huge
+MAX_OUTPUT_PIXELS = limits.MAX_OUTPUT_PIXELS  # 20000×20000: beyond, the buffers alone are huge
 
 
 @dataclass(frozen=True)
@@ -47,10 +71,16 @@ class Options:
         2.0, "Upscale factor (≥ 1); ignored when width/height are given.", ge=1.0, le=32.0
     )
     width: int | None = option(
-        None, "Exact output width in px (height follows the aspect unless given).", ge=1
+        None,
+        "Exact output width in px (height follows the aspect unless given).",
+        ge=1,
+        le=MAX_SIDE,
     )
     height: int | None = option(
-        None, "Exact output height in px (width follows the aspect unless given).", ge=1
+        None,
+        "Exact output height in px (width follows the aspect unless given).",
+        ge=1,
+        le=MAX_SIDE,
     )
     prompt: str = option("", "What the image shows; guides the new detail in every tile.")
     negative_prompt: str = option(DEFAULT_NEGATIVE, "What to steer away from.")
@@ -62,7 +92,11 @@ class Options:
         le=1.0,
     )
     resemblance: float = option(
-        0.6, "ControlNet-tile conditioning scale: higher keeps closer to the input.", ge=0.0, le=2.0
+        0.6,
+        "ControlNet-tile conditioning scale: higher keeps closer to the input (refused with "
+        "`--controlnet none`, where a preset's is left unused).",
+        ge=0.0,
+        le=2.0,
     )
     steps: int = option(
         20, "Sampler steps of the full schedule (creativity × steps run).", ge=1, le=500
@@ -82,12 +116,14 @@ class Options:
         None,
         "Largest tile in output px, a multiple of 8 and ≥ 64; default: the model's native size (512 SD 1.5, 1024 SDXL).",
         ge=64,
+        le=4096,
         multiple_of=8,
     )
     overlap: int = option(
         64,
         "Minimum tile overlap in output px, a multiple of 8, smaller than the tile.",
         ge=0,
+        le=2048,
         multiple_of=8,
     )
     tile_batch: int = option(
@@ -95,8 +131,10 @@ class Options:
     )
     vae_tile: int = option(
         512,
-        "VAE tile in output px (a multiple of 64); smaller uses less memory.",
+        "VAE tile in output px (a multiple of 64): smaller uses less device memory, the result "
+        "is the same (GroupNorm and attention see the whole image).",
         ge=128,
+        le=4096,
         multiple_of=64,
     )
     color_fix: str = option(
@@ -113,15 +151,16 @@ class Options:
     )
 
     def check(self) -> None:
-        tile = self.tile or 512
-        if self.overlap >= tile:
+        if self.width is not None and self.height is not None:
+            limits.check_output_size((self.width, self.height))  # before any model loads
+        # without `tile` the model's native size applies: checked by `preflight`
+        if self.tile is not None and self.overlap >= self.tile:
             raise SdenhanceError(
-                f"`overlap` must be smaller than `tile` ({tile}); got {self.overlap}"
+                f"`overlap` must be smaller than `tile` ({self.tile}); got {self.overlap}"
             )
 
 
-# a missing diffusion model has an offline way round: the pre-upscaler alone
-OFFLINE = ("creativity", 0, "for Real-ESRGAN alone")
+OFFLINE = ("creativity", 0, "for Real-ESRGAN alone")  # the way round a missing model
 
 
 def in_effect(opts: Options) -> tuple[frozenset[str], str] | None:
@@ -196,83 +235,7 @@ def plan(size_in: tuple[int, int], opts: Options, native: int = 512) -> Plan:
 
 
 # ---------------------------------------------------------------------------------------------
-# the stage
-
-
-def _conditioning(engine: Any, opts: Options, guidance: bool) -> dict[str, Any]:
-    """Prompt embeddings once per image (CFG pairs as [uncond, cond])."""
-    import torch
-
-    pipe = engine.controlnet_img2img(None)
-    warn_long_prompts(pipe.tokenizer, opts.prompt, opts.negative_prompt)
-    device = engine.device
-    if engine.family == "sdxl":
-        pe, npe, pooled, npooled = pipe.encode_prompt(
-            prompt=opts.prompt,
-            device=device,
-            num_images_per_prompt=1,
-            do_classifier_free_guidance=guidance,
-            negative_prompt=opts.negative_prompt or None,
-        )
-        if guidance:
-            pe, pooled = torch.cat([npe, pe]), torch.cat([npooled, pooled])
-        return {"prompt_embeds": pe, "pooled": pooled}
-    pe, npe = pipe.encode_prompt(opts.prompt, device, 1, guidance, opts.negative_prompt or None)
-    return {"prompt_embeds": torch.cat([npe, pe]) if guidance else pe}
-
-
-def _make_predict(
-    engine: Any, opts: Options, control: np.ndarray, cond: dict[str, Any]
-) -> PredictFn:
-    """The model call for a batch of latent tiles: ControlNet-tile + UNet with CFG."""
-    import torch
-
-    unet, controlnet = engine.base.unet, engine.controlnet
-    device, dtype = engine.device, engine.dtype
-    guidance = opts.guidance > 1.0
-    reps = 2 if guidance else 1
-    f = LATENT_FACTOR
-
-    def predict(crops: torch.Tensor, group: Sequence[tiling.Tile], t: Any) -> torch.Tensor:
-        n = crops.shape[0]
-        x = torch.cat([crops] * reps).to(device, dtype)
-        ctrl = np.stack([control[tl.y0 * f : tl.y1 * f, tl.x0 * f : tl.x1 * f] for tl in group])
-        ctrl_t = torch.from_numpy(ctrl.transpose(0, 3, 1, 2).copy()).to(device, dtype)
-        ctrl_t = torch.cat([ctrl_t] * reps)
-        emb = cond["prompt_embeds"].repeat_interleave(n, dim=0)
-        kwargs: dict[str, Any] = {}
-        if "pooled" in cond:
-            th, tw = group[0].height * f, group[0].width * f
-            time_ids = torch.tensor([[th, tw, 0, 0, th, tw]], device=device, dtype=dtype)
-            kwargs["added_cond_kwargs"] = {
-                "text_embeds": cond["pooled"].repeat_interleave(n, dim=0),
-                "time_ids": time_ids.repeat(n * reps, 1),
-            }
-        with torch.no_grad():
-            down, mid = controlnet(
-                x,
-                t,
-                encoder_hidden_states=emb,
-                controlnet_cond=ctrl_t,
-                conditioning_scale=opts.resemblance,
-                return_dict=False,
-                **kwargs,
-            )
-            eps = unet(
-                x,
-                t,
-                encoder_hidden_states=emb,
-                down_block_additional_residuals=down,
-                mid_block_additional_residual=mid,
-                return_dict=False,
-                **kwargs,
-            )[0]
-        if guidance:
-            uncond, text = eps.chunk(2)
-            eps = uncond + opts.guidance * (text - uncond)
-        return eps.float()
-
-    return predict
+# the stage's steps
 
 
 def pre_upscale(
@@ -285,123 +248,49 @@ def pre_upscale(
         size=size,
         upscaler=opts.upscaler,
         progress=lambda label, done, total: ctx.progress(f"pre-upscale {label}", done, total),
+        allow_pickle=ctx.allow_pickle,
     )
 
 
-# ---------------------------------------------------------------------------------------------
-# memory: estimate on CPU, step down on out-of-memory
-
-
-# peak activation bytes of one fp32 sample through UNet + ControlNet on a native-size tile
-ACTIVATION_BYTES = {"sd15": 1.2e9, "sdxl": 4.0e9}
-
-
-def estimate_bytes(work: Plan, opts: Options, family: str, dtype_bytes: int) -> int:
-    """Memory an upscale needs beyond the loaded weights: image buffers plus the peak of the
-    tile activations and the VAE tile (an estimate, deliberately on the high side)."""
-    w, h = work.canvas
-    buffers = w * h * 3 * 4 * 6  # pre-upscale, canvas, output, colour-fix temporaries
-    t = work.tiles[0]
-    native = 1024 if family == "sdxl" else 512
-    per_sample = ACTIVATION_BYTES[family] * (t.width * t.height * 64) / native**2 * dtype_bytes / 4
-    samples = min(opts.tile_batch, len(work.tiles)) * (2 if opts.guidance > 1.0 else 1)
-    vae = min(opts.vae_tile, max(w, h)) ** 2 * 128 * 4 * 8  # decoder's full-size feature maps
-    return int(buffers + max(per_sample * samples, vae))
-
-
-def check_memory(work: Plan, opts: Options, engine: Any) -> None:
-    """On the CPU, refuse work that cannot fit in free memory instead of swapping or dying."""
-    if engine.device.type != "cpu":
-        return
-    import psutil
-
-    need = estimate_bytes(work, opts, engine.family, engine.dtype.itemsize)
-    free = psutil.virtual_memory().available
-    if need > 0.9 * free:
-        raise SdenhanceError(
-            f"this upscale needs about {need / 2**30:.1f} GiB of memory but {free / 2**30:.1f} GiB is free",
-            hint="lower --tile-batch or --tile, or upscale in two smaller passes",
-        )
-
-
-def _is_oom(exc: BaseException) -> bool:
-    import torch
-
-    if isinstance(exc, (torch.OutOfMemoryError, MemoryError)):
-        return True
-    text = str(exc).lower()
-    return isinstance(exc, RuntimeError) and (
-        "out of memory" in text or "can't allocate memory" in text
-    )
-
-
-def memory_fallbacks(opts: Options, native: int) -> list[Options]:
-    """What to try when memory runs out: halve the tile batch to 1, then smaller tiles (down
-    to 256 px) with a smaller VAE tile; each step costs speed, not quality of the merge."""
-    import dataclasses
-
-    tries = [opts]
-    batch = opts.tile_batch
-    while batch > 1:
-        batch //= 2
-        tries.append(dataclasses.replace(opts, tile_batch=batch))
-    tile = opts.tile or native
-    while tile > 256:
-        tile = max(256, tile // 2 // 8 * 8)
-        overlap = min(opts.overlap, tile // 4 // 8 * 8)
-        tries.append(
-            dataclasses.replace(opts, tile_batch=1, tile=tile, overlap=overlap, vae_tile=256)
-        )
-    return tries
-
-
-# ---------------------------------------------------------------------------------------------
-# the stage
-
-
-def generate(
-    size_in: tuple[int, int], up_arr: np.ndarray, opts: Options, ctx: Context
-) -> tuple[np.ndarray, Plan]:
-    """Encode, denoise in tiles and decode the pre-upscaled image (H, W, 3) -> same size."""
-    import torch
-
-    from sdenhance.models.schedulers import make_scheduler
-
-    engine = ctx.engine
-    work = plan(size_in, opts, engine.native_resolution)
-    check_memory(work, opts, engine)
-    log.info("plan: %s", work.describe())
-
-    # pad to the latent grid, encode the whole canvas with the tiled VAE
-    cw, ch = work.canvas
-    canvas = np.pad(
+def pad_canvas(up_arr: np.ndarray, canvas: tuple[int, int]) -> np.ndarray:
+    """The pre-upscale edge-padded to the latent grid (its width and height multiples of 8)."""
+    cw, ch = canvas
+    return np.pad(
         up_arr, ((0, ch - up_arr.shape[0]), (0, cw - up_arr.shape[1]), (0, 0)), mode="edge"
     )
-    engine.controlnet  # noqa: B018  first: a ControlNet of the wrong family fails before the base loads
-    vae = engine.base.vae
-    vae_tile, vae_overlap = vae_tiling(opts.vae_tile, (cw, ch))
-    ctx.progress("encode", 0, 1)
-    init = vae_encode(
-        vae, canvas, tile=vae_tile, overlap=vae_overlap, device=engine.device, dtype=engine.dtype
-    )
 
-    # schedule and noise: img2img starts part-way down the schedule
+
+def denoise(
+    init: torch.Tensor, control: np.ndarray, work: Plan, opts: Options, ctx: Context
+) -> torch.Tensor:
+    """img2img of the whole latent canvas at `creativity`, all tiles merged each step.
+
+    Step by step what diffusers' (ControlNet) img2img pipeline does for one image: the tail of
+    the schedule, noise from the seeded generator, the same model inputs and guidance.
+    """
+    engine = ctx.engine
     scheduler = make_scheduler(opts.scheduler, engine.base.scheduler.config)
     steps = effective_steps(opts.steps, opts.creativity)
-    scheduler.set_timesteps(steps)
-    start = steps - int(steps * opts.creativity)
-    timesteps = scheduler.timesteps[start * scheduler.order :]
-    if hasattr(scheduler, "set_begin_index"):
-        scheduler.set_begin_index(start * scheduler.order)
+    timesteps = img2img_timesteps(scheduler, steps, opts.creativity, engine.device)
     generator = engine.generator(ctx.resolve_seed())
-    noise = torch.randn(init.shape, generator=generator, dtype=torch.float32)
-    latents = scheduler.add_noise(init, noise, timesteps[:1]).to(engine.device)
-
-    # denoise all tiles together each step
-    cond = _conditioning(engine, opts, opts.guidance > 1.0)
-    predict = _make_predict(engine, opts, canvas, cond)
+    latents = noised_latents(
+        init, scheduler, timesteps, generator, device=engine.device, dtype=engine.dtype
+    )
+    warn_long_prompts(engine.base.tokenizer, opts.prompt, opts.negative_prompt)
+    cond = encode_prompts(
+        engine.base, opts.prompt, opts.negative_prompt, opts.guidance, engine.device
+    )
+    predict = make_predict(
+        engine.base.unet,
+        cond,
+        controlnet=engine.controlnet,
+        control=control,
+        resemblance=opts.resemblance,
+        device=engine.device,
+        dtype=engine.dtype,
+    )
     n_tiles = len(work.tiles)
-    latents = tiled_denoise(
+    return tiled_denoise(
         latents,
         scheduler,
         timesteps,
@@ -412,40 +301,48 @@ def generate(
         generator=generator,
         progress=lambda done, total: ctx.progress(f"denoise ({n_tiles} tiles)", done, total),
     )
+
+
+def generate(
+    size_in: tuple[int, int], up_arr: np.ndarray, opts: Options, ctx: Context
+) -> tuple[np.ndarray, Plan]:
+    """Encode, denoise in tiles and decode the pre-upscaled image (H, W, 3) -> same size."""
+    # 1. plan the work; refuse what cannot fit before any model runs
+    engine = ctx.engine
+    work = plan(size_in, opts, engine.native_resolution)
+    check_memory(work, opts, engine)
+    log.info("plan: %s", work.describe())
+    # 2. models: the ControlNet first, so one of the wrong family fails before the base loads
+    if engine.controlnet is None and opts.resemblance != Options.resemblance:
+        log.info("no ControlNet: `resemblance` %g is left unused", opts.resemblance)
+    vae = engine.base.vae
+    # 3. encode the canvas (padded to the latent grid) with the tiled VAE
+    canvas = pad_canvas(up_arr, work.canvas)
+    on = {"tile": opts.vae_tile, "device": engine.device, "dtype": engine.dtype}
+    ctx.progress("encode", 0, 1)
+    init = vae_encode(vae, canvas, **on)
+    # 4. denoise every tile together, step by step
+    latents = denoise(init, canvas, work, opts, ctx)
+    # 5. decode
     ctx.progress("decode", 0, 1)
-    out = vae_decode(
-        vae,
-        latents.cpu(),
-        tile=vae_tile,
-        overlap=vae_overlap,
-        device=engine.device,
-        dtype=engine.dtype,
-    )
+    out = vae_decode(vae, latents.cpu(), **on)
     return out[: up_arr.shape[0], : up_arr.shape[1]], work
 
 
-def run(image: Image.Image, opts: Options, ctx: Context) -> Image.Image:
-    # 1. check inputs and the output size (before any model loads)
-    size_out = target_size(image.size, opts)
-    if opts.creativity == 0:
-        # the pre-upscaler alone: offline, no diffusion model
-        return pre_upscale(image, size_out, opts, ctx)
+def generate_within_memory(
+    size_in: tuple[int, int], up_arr: np.ndarray, opts: Options, ctx: Context
+) -> tuple[np.ndarray, Plan, Options]:
+    """`generate`, stepping down the tile batch, then the tile size, when memory runs out."""
     engine = ctx.engine
-    started = time.perf_counter()
-
-    # 2. pre-upscale to the target
-    up_arr = to_array(pre_upscale(image, size_out, opts, ctx))
-
-    # 3. generate; when memory runs out, step down the tile batch, then the tile size
     tries = memory_fallbacks(opts, engine.native_resolution)
     for n, attempt in enumerate(tries):
         try:
-            out, work = generate(image.size, up_arr, attempt, ctx)
-            break
+            out, work = generate(size_in, up_arr, attempt, ctx)
+            return out, work, attempt
         except Exception as exc:
-            if not _is_oom(exc):
+            if not is_oom(exc):
                 raise
-            _free_cache(engine)
+            free_cache(engine)
             if n + 1 == len(tries):
                 raise SdenhanceError(
                     f"out of {engine.device.type.upper()} memory even with --tile-batch 1 and --tile 256",
@@ -458,6 +355,24 @@ def run(image: Image.Image, opts: Options, ctx: Context) -> Image.Image:
                 nxt.tile or engine.native_resolution,
                 nxt.vae_tile,
             )
+    raise AssertionError("unreachable: the last try raises")
+
+
+def run(image: Image.Image, opts: Options, ctx: Context) -> Image.Image:
+    # 1. check inputs and the output size (before any model loads)
+    size_out = target_size(image.size, opts)
+    if opts.creativity == 0:
+        # the pre-upscaler alone: offline, no diffusion model
+        return pre_upscale(image, size_out, opts, ctx)
+    preflight(opts, ctx)
+    engine = ctx.engine
+    started = time.perf_counter()
+
+    # 2. pre-upscale to the target
+    up_arr = to_array(pre_upscale(image, size_out, opts, ctx))
+
+    # 3. generate; when memory runs out, step down the tile batch, then the tile size
+    out, work, attempt = generate_within_memory(image.size, up_arr, opts, ctx)
 
     # 4. colour-fix against the pre-upscale, blend
     if opts.color_fix != "none":
@@ -466,6 +381,8 @@ def run(image: Image.Image, opts: Options, ctx: Context) -> Image.Image:
         out = color_transfer(out, up_arr, opts.color_fix)
     if opts.blend < 1.0:
         out = opts.blend * out + (1.0 - opts.blend) * up_arr
+
+    # 5. record what ran
     ctx.record.update(
         prompt=opts.prompt,
         negative_prompt=opts.negative_prompt,
@@ -480,15 +397,3 @@ def run(image: Image.Image, opts: Options, ctx: Context) -> Image.Image:
             "vae_tile": attempt.vae_tile,
         }
     return from_array(out)
-
-
-def _free_cache(engine: Any) -> None:
-    import gc
-
-    import torch
-
-    gc.collect()
-    if engine.device.type == "cuda":
-        torch.cuda.empty_cache()
-    elif engine.device.type == "mps":
-        torch.mps.empty_cache()

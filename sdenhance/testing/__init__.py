@@ -232,7 +232,13 @@ def build_controlnet(family: str = "sd15", *, seed: int = 0):
     for key in ("up_block_types", "out_channels", "sample_size"):
         kwargs.pop(key)
     # three stride-2 convolutions: conditioning image -> latent size (×8), as in the real models
-    return ControlNetModel(conditioning_embedding_out_channels=(8, 8, 8, 16), **kwargs)
+    net = ControlNetModel(conditioning_embedding_out_channels=(8, 8, 8, 16), **kwargs)
+    # diffusers starts the output convolutions at zero (training's starting point), which would
+    # make an untrained net a no-op; a trained one's are not zero, so neither are these
+    zero_convs = [net.controlnet_cond_embedding.conv_out, net.controlnet_mid_block]
+    for conv in [*zero_convs, *net.controlnet_down_blocks]:
+        conv.reset_parameters()
+    return net
 
 
 def build_pipeline(family: str = "sd15", *, inpaint: bool = False, seed: int = 0):

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import functools
+import os
 from pathlib import Path
 
 import numpy as np
 
 from sdenhance.errors import SdenhanceError
-from sdenhance.models.formats import PICKLE_SUFFIXES
+from sdenhance.io.paths import require_file
+from sdenhance.models.checkpoint import check_safetensors
+from sdenhance.models.formats import PICKLE_SUFFIXES, is_pickle
+from sdenhance.models.pickles import unpickle_weights_only
 from sdenhance.upscalers.registry import (
     EXTRA_HINT,
     ModelFn,
@@ -30,11 +34,14 @@ def _spandrel_model(path: str, mtime: float, allow_pickle: bool):
     import torch
 
     try:
-        if path.lower().endswith(".safetensors"):
-            model = spandrel.ModelLoader().load_from_file(path)
-        else:  # a pickle, allowed by the caller: only tensors may come out of it
-            state = torch.load(path, map_location="cpu", weights_only=True)
-            model = spandrel.ModelLoader().load_from_state_dict(state)
+        if is_pickle(Path(path)):  # by content; allowed by the caller: only tensors come out
+            state = unpickle_weights_only(Path(path))
+        else:
+            check_safetensors(Path(path))  # one line for a damaged file, before the loader
+            from safetensors.torch import load_file
+
+            state = load_file(path, device="cpu")
+        model = spandrel.ModelLoader().load_from_state_dict(state)
     except spandrel.UnsupportedModelError:
         raise UnsupportedUpscalerError(
             f"upscaler model `{path}` has an architecture spandrel does not support"
@@ -56,12 +63,13 @@ def _spandrel_model(path: str, mtime: float, allow_pickle: bool):
 
 def spandrel_runner(path: str, allow_pickle: bool) -> tuple[UpscalerInfo, ModelFn]:
     file = Path(path)
-    if not file.is_file():
+    if not os.path.exists(file):
         raise SdenhanceError(f"upscaler model file `{path}` does not exist")
-    if file.suffix.lower() in PICKLE_SUFFIXES and not allow_pickle:
+    require_file(file, "upscaler model", "a model file")
+    if (file.suffix.lower() in PICKLE_SUFFIXES or is_pickle(file)) and not allow_pickle:
         raise SdenhanceError(
-            f"upscaler model `{path}` is a pickle, which can run code when loaded",
-            hint="convert it to .safetensors, or pass `allow_pickle=True` (--allow-pickle) "
+            f"upscaler model `{path}` is a pickle, which can run code when loaded; refused",
+            hint="convert it to .safetensors, or pass --allow-pickle (`allow_pickle=True`) "
             "to load it weights-only",
         )
     resolved = str(file.resolve())

@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image
 
 from sdenhance.errors import SdenhanceError
+from sdenhance.io.limits import check_free_memory, check_output_size
 from sdenhance.ops.resize import resize
 from sdenhance.ops.tiling import Tile, fit_tile, merge_tiles, tile_grid
 from sdenhance.upscalers.ncnn import default_threads, ncnn_runner
@@ -170,6 +171,32 @@ def _output_size(
     return max(1, math.floor(src[0] * scale + 0.5)), max(1, math.floor(src[1] * scale + 0.5))
 
 
+# bytes per pixel, measured at 36 for a Lanczos enlargement (float32 RGB result, its clipped
+# copy and the 8-bit conversion); alpha adds its own float planes
+BYTES_PER_OUTPUT_PX = 40
+BYTES_PER_ALPHA_PX = 20
+BYTES_PER_INPUT_PX = 12
+
+
+def check_budget(
+    src: tuple[int, int],
+    dst: tuple[int, int],
+    passes: list[tuple[int, int]],
+    alpha: np.ndarray | None,
+) -> None:
+    """Refuse an output over the pixel limit, or one whose buffers exceed the free memory,
+    before any of them is allocated (`passes`: each model pass's output size)."""
+    check_output_size(dst)
+    peak = max([dst[0] * dst[1], *(w * h for w, h in passes)])
+    per_px = BYTES_PER_OUTPUT_PX + (BYTES_PER_ALPHA_PX if alpha is not None else 0)
+    need = src[0] * src[1] * BYTES_PER_INPUT_PX + peak * per_px
+    check_free_memory(
+        need,
+        f"upscaling to {dst[0]}×{dst[1]}",
+        hint="use a smaller scale, or upscale in two passes",
+    )
+
+
 def _runner(upscaler: str, threads: int, allow_pickle: bool) -> tuple[UpscalerInfo, ModelFn | None]:
     if upscaler in REGISTRY:
         info = REGISTRY.get(upscaler)
@@ -235,6 +262,7 @@ def upscale(
     info, fn = _runner(upscaler, threads or default_threads(), allow_pickle)
     dst = _output_size(rgb.size, scale, size, info)
     sizes = _pass_sizes(rgb.size, dst, info.scale) if fn is not None else []
+    check_budget(rgb.size, dst, [(w * info.scale, h * info.scale) for w, h in sizes], alpha)
     method = info.name if info.kind == "resample" else "lanczos"
 
     def enlarge(a: np.ndarray, what: str) -> np.ndarray:

@@ -1,0 +1,135 @@
+"""The model call for a batch of latent tiles: prompt conditioning, optional tile ControlNet,
+UNet, classifier-free guidance.
+
+Each piece computes what diffusers' (ControlNet) img2img pipelines compute for one image of the
+tile's size, so a one-tile upscale equals the pipeline (tests/test_parity.py): CFG pairs are
+batched as [uncond, cond], SDXL's added time ids describe the tile (its size as both the
+original and the target size, no crop), and the ControlNet sees the tile's crop of the control
+image in [0, 1].
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from sdenhance.diffusion.tiled_denoise import LATENT_FACTOR, PredictFn
+from sdenhance.ops import tiling
+
+if TYPE_CHECKING:
+    import torch
+
+
+@dataclass(frozen=True)
+class Conditioning:
+    """Prompt embeddings of one image, CFG pairs stacked as [uncond, cond]."""
+
+    prompt_embeds: torch.Tensor
+    pooled: torch.Tensor | None  # SDXL's pooled text embeddings; None for SD 1.5
+    guidance: float  # classifier-free guidance scale; CFG runs only above 1
+
+    @property
+    def cfg(self) -> bool:
+        return self.guidance > 1.0
+
+
+def encode_prompts(
+    pipe: Any, prompt: str, negative_prompt: str | None, guidance: float, device: Any
+) -> Conditioning:
+    """Embeddings from `pipe.encode_prompt` (any SD 1.5 or SDXL pipeline), once per image."""
+    import torch
+
+    cfg = guidance > 1.0
+    negative = negative_prompt or None
+    if hasattr(pipe, "text_encoder_2"):
+        pe, npe, pooled, npooled = pipe.encode_prompt(
+            prompt=prompt,
+            device=device,
+            num_images_per_prompt=1,
+            do_classifier_free_guidance=cfg,
+            negative_prompt=negative,
+        )
+        if cfg:
+            pe, pooled = torch.cat([npe, pe]), torch.cat([npooled, pooled])
+        return Conditioning(pe, pooled, guidance)
+    pe, npe = pipe.encode_prompt(prompt, device, 1, cfg, negative)
+    return Conditioning(torch.cat([npe, pe]) if cfg else pe, None, guidance)
+
+
+def sdxl_time_ids(height: int, width: int, count: int, device: Any, dtype: Any) -> torch.Tensor:
+    """SDXL's micro-conditioning for `count` samples of a tile: original size, crop (0, 0) and
+    target size, all the tile's own size in px (what the pipeline gives one image that size)."""
+    import torch
+
+    ids = torch.tensor([[height, width, 0, 0, height, width]], device=device, dtype=dtype)
+    return ids.repeat(count, 1)
+
+
+def control_crops(
+    control: np.ndarray, group: Sequence[tiling.Tile], device: Any, dtype: Any
+) -> torch.Tensor:
+    """The control image (H, W, 3) in [0, 1] cropped to each latent tile, as (N, 3, h, w)."""
+    import torch
+
+    f = LATENT_FACTOR
+    crops = np.stack([control[t.y0 * f : t.y1 * f, t.x0 * f : t.x1 * f] for t in group])
+    return torch.from_numpy(crops.transpose(0, 3, 1, 2).copy()).to(device, dtype)
+
+
+def guide(eps: torch.Tensor, guidance: float) -> torch.Tensor:
+    """Classifier-free guidance of [uncond, cond] predictions."""
+    uncond, text = eps.chunk(2)
+    return uncond + guidance * (text - uncond)
+
+
+def make_predict(
+    unet: Any,
+    cond: Conditioning,
+    *,
+    controlnet: Any = None,
+    control: np.ndarray | None = None,
+    resemblance: float = 1.0,
+    device: Any = None,
+    dtype: Any = None,
+) -> PredictFn:
+    """`predict(crops, tiles, t)` -> guided noise predictions (float32) for same-size tiles.
+
+    With `controlnet` (and its `control` image) its residuals at `resemblance` go into the
+    UNet; without, the UNet alone runs (plain img2img).
+    """
+    import torch
+
+    reps = 2 if cond.cfg else 1
+
+    def predict(crops: torch.Tensor, group: Sequence[tiling.Tile], t: Any) -> torch.Tensor:
+        n = crops.shape[0]
+        x = torch.cat([crops] * reps).to(device, dtype)
+        kwargs: dict[str, Any] = {
+            "encoder_hidden_states": cond.prompt_embeds.repeat_interleave(n, 0)
+        }
+        if cond.pooled is not None:
+            h, w = group[0].height * LATENT_FACTOR, group[0].width * LATENT_FACTOR
+            kwargs["added_cond_kwargs"] = {
+                "text_embeds": cond.pooled.repeat_interleave(n, 0),
+                "time_ids": sdxl_time_ids(h, w, n * reps, device, cond.prompt_embeds.dtype),
+            }
+        with torch.no_grad():
+            if controlnet is not None:
+                hint = torch.cat([control_crops(control, group, device, controlnet.dtype)] * reps)
+                down, mid = controlnet(
+                    x,
+                    t,
+                    controlnet_cond=hint,
+                    conditioning_scale=resemblance,
+                    return_dict=False,
+                    **kwargs,
+                )
+                kwargs["down_block_additional_residuals"] = down
+                kwargs["mid_block_additional_residual"] = mid
+            eps = unet(x, t, return_dict=False, **kwargs)[0]
+        return (guide(eps, cond.guidance) if cond.cfg else eps).float()
+
+    return predict
