@@ -10,7 +10,8 @@ from __future__ import annotations
 import importlib
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Protocol
@@ -111,9 +112,21 @@ def preflight(stage: str, opts: Any, ctx: Context) -> None:
     """Stage `stage`'s checks of `opts` (and of `ctx.images` shared by every input) that need
     no input image, if it has any: run once before a batch, so what is wrong for every input
     is refused once. Stages run the same checks themselves, so skipping this loses nothing."""
-    check = getattr(get_stage(stage), "preflight", None)
+    module = get_stage(stage)
+    check = getattr(module, "preflight", None)
     if check is not None:
-        check(opts, ctx)
+        with _offline_way_round(module):
+            check(opts, ctx)
+
+
+@contextmanager
+def _offline_way_round(module: ModuleType) -> Iterator[None]:
+    """A missing model's error names the stage's own way round it (its `OFFLINE` option)."""
+    try:
+        yield
+    except ModelNotFoundError as exc:
+        exc.offline = exc.offline or getattr(module, "OFFLINE", None)
+        raise
 
 
 def apply_stage(stage: str, image: Image.Image, opts: Any, ctx: Context) -> Image.Image:
@@ -131,11 +144,8 @@ def apply_stage(stage: str, image: Image.Image, opts: Any, ctx: Context) -> Imag
     if alpha is not None:
         ctx.images.setdefault("alpha", alpha)
     before = dict(ctx.record)
-    try:
+    with _offline_way_round(module):
         out = module.run(rgb, opts, ctx)
-    except ModelNotFoundError as exc:  # name the stage's own way round a missing model
-        exc.offline = exc.offline or getattr(module, "OFFLINE", None)
-        raise
     record_step(ctx.record, before, stage, module, opts, (rgb.size, out.size))
     result = join_alpha(out, alpha)
     result.info.update({k: image.info[k] for k in CARRIED_KEYS if k in image.info})
