@@ -1,24 +1,50 @@
 """The Python API: `Enhancer` and `apply_stage`.
 
 An `Enhancer` holds one engine configuration; models load on first use and are shared by every
-call made through it. Images go in as PIL images or paths and come out as PIL images.
+call made through it. Images go in as PIL images or paths and come out as PIL images that carry
+their run record in `image.info["sdenhance"]` (a result fed to the next call extends it) and
+what the input carried (ICC profile, EXIF, XMP); `enhancer.save(image, path)` writes them all.
 """
 
 from __future__ import annotations
 
+import copy
+import logging
 import os
+from pathlib import Path
 from typing import Any
 
 from PIL import Image
 
 from sdenhance.io.convert import join_alpha, split_alpha
 from sdenhance.io.load import as_image
+from sdenhance.io.save_params import RECORD_KEY
 from sdenhance.models.config import EngineConfig
 from sdenhance.stages import Context, ProgressFn, apply_stage, build_options
 
 __all__ = ["Enhancer", "apply_stage", "as_image", "build_options", "join_alpha", "split_alpha"]
 
 ImageLike = Image.Image | str | os.PathLike
+
+
+def _input_record(image: ImageLike, source: Image.Image) -> dict[str, Any]:
+    """The record a call continues: the input result's own, or a new one naming the file."""
+    if isinstance(image, Image.Image):
+        record = image.info.get(RECORD_KEY)
+        return record if isinstance(record, dict) else {}
+    from sdenhance.io.digest import input_record
+
+    return {"input": input_record(image)}
+
+
+def _warn_unused(stage: str, opts: Any, given: dict[str, Any]) -> None:
+    """Say which of the options given have no effect with the others (once per call)."""
+    from sdenhance.stages import get_stage
+    from sdenhance.stages.records import unused_options
+
+    unused, why = unused_options(get_stage(stage), opts, given)
+    if unused:
+        logging.getLogger("sdenhance").warning("no effect: %s (%s)", ", ".join(unused), why)
 
 
 def _mask_or_alpha(image: ImageLike, mask: ImageLike) -> tuple[Image.Image, ImageLike]:
@@ -87,14 +113,20 @@ class Enhancer:
         return self._engine
 
     def context(
-        self, *, seed: int | None = None, images: dict[str, Image.Image] | None = None
+        self,
+        *,
+        seed: int | None = None,
+        images: dict[str, Image.Image] | None = None,
+        record: dict[str, Any] | None = None,
     ) -> Context:
-        """A fresh per-image context that shares this enhancer's engine."""
+        """A fresh per-image context that shares this enhancer's engine; `record` (a previous
+        result's) is continued, so a chain of calls records every step."""
         ctx = Context(engine_config=self.config, seed=self.seed if seed is None else seed)
         if self.progress is not None:
             ctx.progress = self.progress
         ctx._engine = self._engine
         ctx.images.update(images or {})
+        ctx.record.update(copy.deepcopy(record or {}))
         return ctx
 
     def run(
@@ -106,18 +138,57 @@ class Enhancer:
         images: dict[str, ImageLike] | None = None,
         **options: Any,
     ) -> Image.Image:
-        """Run stage `stage` on `image` with `options` (validated before any model loads)."""
+        """Run stage `stage` on `image` with `options` (validated before any model loads).
+
+        The result carries its run record in `result.info["sdenhance"]`.
+        """
         if stage == "upscale" and "resemblance" in options:
             from sdenhance.stages.tile_upscale import refuse_resemblance
 
             refuse_resemblance(self.config)
         opts = build_options(stage, options)
-        ctx = self.context(seed=seed, images={k: as_image(v) for k, v in (images or {}).items()})
-        out = apply_stage(stage, as_image(image), opts, ctx)
+        _warn_unused(stage, opts, options)
+        source = as_image(image)
+        ctx = self.context(
+            seed=seed,
+            images={k: as_image(v) for k, v in (images or {}).items()},
+            record=_input_record(image, source),
+        )
+        out = apply_stage(stage, source, opts, ctx)
+        return self._finish(out, ctx)
+
+    def _finish(self, out: Image.Image, ctx: Context) -> Image.Image:
         if ctx._engine is not None:
             self._engine = ctx._engine
         self.last_record = ctx.record
+        out.info[RECORD_KEY] = copy.deepcopy(ctx.record)
         return out
+
+    def save(
+        self,
+        image: Image.Image,
+        path: str | os.PathLike,
+        *,
+        quality: int | None = None,
+        strip_metadata: bool = False,
+        to_srgb: bool = False,
+    ) -> Path:
+        """Write a result atomically with its metadata: the run record (A1111 infotext and
+        JSON, read back by `sdenhance info` and `sdenhance run --from`) and the input's ICC
+        profile, EXIF and XMP. The format follows the suffix (png, jpg, webp, avif, tif);
+        `quality` 1-100 for the lossy ones, `strip_metadata` writes none of it, `to_srgb`
+        converts the pixels from their profile to sRGB. Returns the path written."""
+        from sdenhance.io.save import save_image
+
+        record = image.info.get(RECORD_KEY)
+        return save_image(
+            image,
+            path,
+            metadata=record if isinstance(record, dict) else None,
+            quality=quality,
+            strip_metadata=strip_metadata,
+            to_srgb=to_srgb,
+        )
 
     def img2img(self, image: ImageLike, **options: Any) -> Image.Image:
         """Refine `image` at `strength` with `prompt`/`negative_prompt`."""
@@ -162,7 +233,10 @@ class Enhancer:
         """Apply a recipe (bundled name, or a .toml path) with this enhancer's models."""
         from sdenhance.recipes import run_recipe
 
-        return run_recipe(recipe, image, enhancer=self, overrides=overrides, seed=seed)
+        source = as_image(image)
+        ctx = self.context(seed=seed, record=_input_record(image, source))
+        out = run_recipe(recipe, source, ctx=ctx, overrides=overrides)
+        return self._finish(out, ctx)
 
     def facefix(self, image: ImageLike, **options: Any) -> Image.Image:
         """Detect faces and repaint them gently, keeping identity; the rest stays identical."""

@@ -19,7 +19,7 @@ from sdenhance.io.paths import check_output, fill_template, safe_part
 
 log = logging.getLogger("sdenhance")
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff"}
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".avif", ".heic", ".heif"}
 _GLOB_CHARS = set("*?[")
 
 
@@ -59,6 +59,7 @@ def _folder_images(folder: Path) -> list[Path]:
 class BatchItem:
     input: Path
     output: Path
+    seed: int | None = None  # drawn before naming, so `{seed}` is the seed that runs
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -75,23 +76,24 @@ def plan(
     *,
     fields: Mapping[str, Any] | None = None,
     suffix: str = ".png",
+    seeds: Sequence[int] = (),
 ) -> list[BatchItem]:
     """Decide each input's output path.
 
     `output` is None (beside the input as `{stem}_{op}.png`), a folder (existing, ending in '/',
-    or several inputs), a template with `{stem}`, `{op}`, `{scale}`, `{seed}`, `{index}`, or a
-    file path for a single input. Two inputs that would share an output get `_2`, `_3`... in
+    or without an image suffix), a template with `{stem}`, `{op}`, `{scale}`, `{seed}`,
+    `{index}`, or a file path for a single input (`batch_naming.output_kind`). `seeds` are the
+    items' seeds, for `{seed}`. Two inputs that would share an output get `_2`, `_3`... in
     input order, so nothing is silently clobbered.
     """
+    from sdenhance.batch_naming import item_values, output_kind
+
     fields = dict(fields or {})
-    as_folder = (
-        output is not None
-        and "{" not in output
-        and (output.endswith(("/", os.sep)) or Path(output).is_dir() or len(inputs) > 1)
-    )
+    kind = output_kind(output, len(inputs))
+    as_folder = kind == "folder"
     wanted = []
     for index, src in enumerate(inputs):
-        values = {"stem": src.stem, "op": op, "index": index, "ext": suffix.lstrip("."), **fields}
+        values = item_values(index, src, op, suffix, fields, seeds)
         if output is None:
             dst = src.with_name(f"{safe_part(src.stem)}_{op}{suffix}")
         elif "{" in output:
@@ -102,14 +104,13 @@ def plan(
             dst = Path(output) / f"{safe_part(src.stem)}_{op}{suffix}"
         else:
             dst = Path(output)
-            if dst.suffix.lower() not in IMAGE_SUFFIXES:
-                raise SdenhanceError(
-                    f"output {output} has no image extension; use .png, .jpg, .webp or .tif"
-                )
         if "\x00" in str(dst):
             raise SdenhanceError(f"output {str(dst)!r} holds a NUL character; no file name can")
         wanted.append(dst)
-    items = [BatchItem(src, dst) for src, dst in zip(inputs, unique_names(wanted), strict=True)]
+    items = [
+        BatchItem(src, dst, seeds[index] if seeds else None)
+        for index, (src, dst) in enumerate(zip(inputs, unique_names(wanted), strict=True))
+    ]
     for item in items:
         for src in inputs:
             if _same_file(src, item.output):
@@ -153,21 +154,24 @@ def run_batch(
     *,
     overwrite: bool = False,
     on_item: Callable[[int, int, BatchItem], None] | None = None,
+    existing: Callable[[BatchItem], None] | None = None,
 ) -> BatchSummary:
     """Run `process` on each item; user errors and crashes of one item don't stop the others.
 
-    With a single item a user error propagates (exit 2: bad input, nothing written).
-    KeyboardInterrupt always propagates.
+    An existing output is skipped unless `overwrite`; `existing(item)` may refuse it first
+    (raising, e.g. when it was made with other settings). With a single item a user error
+    propagates (exit 2: bad input, nothing written). KeyboardInterrupt always propagates.
     """
     summary = BatchSummary()
     for n, item in enumerate(items):
         if on_item is not None:
             on_item(n, len(items), item)
-        if os.path.exists(item.output) and not overwrite:  # False for an impossible name
-            log.info("skip %s: %s exists (use --overwrite)", item.input, item.output)
-            summary.skipped.append(item)
-            continue
         try:
+            if os.path.exists(item.output) and not overwrite:  # False for an impossible name
+                if existing is not None:
+                    existing(item)
+                summary.skipped.append(item)
+                continue
             check_output(item.output)  # what can be known about the write comes before the work
             process(item)
         except SdenhanceError as exc:

@@ -65,6 +65,7 @@ def test_no_option_is_declared_twice_and_cli_only_options_are_known(command):
         "inputs", "mask", "skip_unmasked", "reference", "original", "preset", "seed", "no_input_prompt", "output",
         "overwrite", "verbose", "model", "controlnet", "inpaint_model", "model_config",
         "allow_pickle", "vae", "device", "dtype", "offload", "vae_tiling", "attention_slicing",
+        "format", "quality", "strip_metadata", "to_srgb",
     }  # fmt: skip
     assert cli_only <= allowed, cli_only - allowed
 

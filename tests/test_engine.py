@@ -34,12 +34,17 @@ def test_missing_hub_model_offline_is_one_clear_error(tmp_path):
     with pytest.raises(SdenhanceError) as err:
         resolve("someone/not-here")
     msg = str(err.value)
-    assert "someone/not-here" in msg and "HF_HUB_OFFLINE" in msg and "--model" in msg
+    # outside the command line the fix is named as the keyword argument
+    assert "someone/not-here" in msg and "HF_HUB_OFFLINE" in msg and "model=PATH" in msg
     assert "\n" not in msg
+    from sdenhance.errors import cli_names
+
+    with cli_names():
+        assert "--model PATH" in str(err.value)
 
 
 def test_missing_local_file(tmp_path):
-    with pytest.raises(SdenhanceError, match="not found"):
+    with pytest.raises(SdenhanceError, match="model file .*nope.safetensors does not exist"):
         resolve(str(tmp_path / "nope.safetensors"))
 
 
@@ -150,7 +155,13 @@ def test_doctor_report_lists_cached_models(models, tmp_path, monkeypatch):
     assert {"id": "org/tiny", "family": "sdxl", "role": "pipeline", "inpaint": False} in report[
         "models"
     ]
-    assert set(report["extras"]) == {"xformers", "controlnet_aux", "spandrel", "onnxruntime"}
+    assert set(report["extras"]) == {
+        "xformers",
+        "controlnet_aux",
+        "spandrel",
+        "onnxruntime",
+        "pillow_heif",
+    }
 
 
 def test_shared_components_keep_their_dtype(models):

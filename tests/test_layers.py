@@ -29,6 +29,7 @@ LAYERS: list[tuple[str, ...]] = [
         "sdenhance.recipes",
         "sdenhance.rerun",
         "sdenhance.batch",
+        "sdenhance.batch_naming",
         "sdenhance.enhance",
     ),
     ("sdenhance.api",),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 from pathlib import Path
@@ -56,6 +57,17 @@ def test_python_example_runs(world):
     code = code.replace("creativity=0.35,", "creativity=0.35, steps=4,")
     exec(compile(code, "README.md", "exec"), {})
     assert Image.open(world / "out/chelsea_x2.png").size == (80, 56)
+    # what the example wrote is described by `sdenhance info`: both steps, sizes, the seed
+    result = CliRunner().invoke(app, ["info", "--json", str(world / "out/chelsea_x2.png")])
+    assert result.exit_code == 0, result.output
+    described = json.loads(result.stdout)
+    record = described["sdenhance"]
+    assert [s["stage"] for s in record["steps"]] == ["upscale", "colorfix"]
+    assert record["size_in"] == [40, 28] and record["size_out"] == [80, 56]
+    assert record["seed"] == 1 and record["input"]["name"] == "chelsea.png"
+    assert described["prompt"] == "a tabby cat, detailed fur"
+    assert described["parameters"]["Stages"] == "upscale > colorfix"
+    assert described["parameters"]["Original size"] == "40x28"
 
 
 def test_every_command_line_runs(world):

@@ -260,8 +260,11 @@ def test_cli_removes_offline_and_keeps_the_rest_bit_identical(files) -> None:
         errors(out, truth, region)[0] < 0.5 * errors(flat_fill(painted, region), truth, region)[0]
     )
 
-    again = invoke(str(tmp / "photo.png"), "--mask", str(tmp / "mask.png"), "--no-refine")
+    args = [str(tmp / "photo.png"), "--mask", str(tmp / "mask.png"), "--no-refine"]
+    again = invoke(*args, "--seed", "3")
     assert again.exit_code == 0 and "exists" in again.stderr
+    other = invoke(*args)  # another seed: the existing output is not what this would make
+    assert other.exit_code == 2 and "made with other settings" in other.stderr
 
 
 def test_cli_options_reach_the_stage(files) -> None:

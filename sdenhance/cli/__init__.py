@@ -15,7 +15,7 @@ from typer.core import TyperGroup
 
 from sdenhance.cli.common import err_console
 from sdenhance.cli.terminal import error_line, quiet_libraries
-from sdenhance.errors import SdenhanceError
+from sdenhance.errors import SdenhanceError, cli_names
 
 
 class _Group(TyperGroup):
@@ -23,6 +23,10 @@ class _Group(TyperGroup):
 
     def invoke(self, ctx: click.Context):  # type: ignore[override]
         quiet_libraries()
+        with cli_names():  # messages name options as flags here, as keywords in the API
+            return self._invoke(ctx)
+
+    def _invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
         except SdenhanceError as exc:

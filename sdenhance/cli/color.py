@@ -12,6 +12,7 @@ import typer
 from sdenhance.cli import common as c
 from sdenhance.cli.panels import P_COLOUR, P_OUT
 from sdenhance.errors import SdenhanceError
+from sdenhance.io.formats import SaveOptions
 from sdenhance.stages import build_options
 
 app = typer.Typer()
@@ -28,6 +29,7 @@ def _load_role(spec: Path, flag: str) -> Any:
 
 @app.command("colorfix")
 @c.stage_options("colorfix")
+@c.output_options
 def colorfix(
     inputs: c.Inputs,
     reference: Annotated[
@@ -43,6 +45,7 @@ def colorfix(
     output: c.Output = None,
     overwrite: c.Overwrite = False,
     verbose: c.Verbose = False,
+    saving: SaveOptions | None = None,
     values: dict[str, Any] | None = None,
 ) -> None:
     """Give images the colours of a reference, keeping their detail (fixes diffusion colour drift)."""
@@ -50,13 +53,18 @@ def colorfix(
     opts = build_options("colorfix", values or {})
     ref = _load_role(reference, "--reference")
     work = c.stage_work(
-        "colorfix", opts, roles={"reference": ref.image}, extra={"reference": str(reference)}
+        "colorfix",
+        opts,
+        roles={"reference": ref.image},
+        deep_roles={"reference": ref.deep},
+        extra={"reference": str(reference)},
     )
-    c.process_images(inputs, output, "colorfix", work, overwrite=overwrite)
+    c.process_images(inputs, output, "colorfix", work, overwrite=overwrite, saving=saving)
 
 
 @app.command("blend")
 @c.stage_options("blend")
+@c.output_options
 def blend(
     inputs: Annotated[
         list[str],
@@ -74,6 +82,7 @@ def blend(
     output: c.Output = None,
     overwrite: c.Overwrite = False,
     verbose: c.Verbose = False,
+    saving: SaveOptions | None = None,
     values: dict[str, Any] | None = None,
 ) -> None:
     """Lay enhanced images over their original at an opacity."""
@@ -81,25 +90,31 @@ def blend(
     opts = build_options("blend", values or {})
     orig = _load_role(original, "--original")
     work = c.stage_work(
-        "blend", opts, roles={"original": orig.image}, extra={"original": str(original)}
+        "blend",
+        opts,
+        roles={"original": orig.image},
+        deep_roles={"original": orig.deep},
+        extra={"original": str(original)},
     )
-    c.process_images(inputs, output, "blend", work, overwrite=overwrite)
+    c.process_images(inputs, output, "blend", work, overwrite=overwrite, saving=saving)
 
 
 @app.command("denoise")
 @c.stage_options("denoise")
+@c.output_options
 def denoise(
     inputs: c.Inputs,
     output: c.Output = None,
     overwrite: c.Overwrite = False,
     verbose: c.Verbose = False,
+    saving: SaveOptions | None = None,
     values: dict[str, Any] | None = None,
 ) -> None:
     """Remove grain and JPEG noise (before upscaling: never upscale noise)."""
     c.setup_logging(verbose)
     opts = build_options("denoise", values or {})
     work = c.stage_work("denoise", opts)
-    c.process_images(inputs, output, "denoise", work, overwrite=overwrite)
+    c.process_images(inputs, output, "denoise", work, overwrite=overwrite, saving=saving)
 
 
 @app.command("compare")

@@ -16,9 +16,10 @@ import typer
 from sdenhance.cli.console import err_console, out_console, setup_logging
 from sdenhance.cli.engine_options import engine_options
 from sdenhance.cli.images import print_failures, process_images
+from sdenhance.cli.input_prompt import item_options, offered_prompt, use_input_prompt
 from sdenhance.cli.panels import P_COLOUR, P_DIFF, P_MASK, P_OUT, P_PROMPT
 from sdenhance.cli.stage_options import stage_options
-from sdenhance.stages import Context
+from sdenhance.cli.stage_work import StageWork
 
 __all__ = [
     "P_COLOUR",
@@ -33,6 +34,10 @@ __all__ = [
     "process_images",
     "setup_logging",
     "stage_options",
+    "StageWork",
+    "item_options",
+    "offered_prompt",
+    "use_input_prompt",
 ]
 
 Inputs = Annotated[
@@ -43,7 +48,9 @@ Output = Annotated[
     typer.Option(
         "--output",
         "-o",
-        help="Output file, folder, or template with {stem} {op} {scale} {seed} {index}. Default: beside the input as {stem}_{op}.png.",
+        help="Output file (one input only), folder (created if missing: any name without an "
+        "image suffix), or template with {stem} {op} {scale} {seed} {index}. Default: beside "
+        "the input as {stem}_{op}.png.",
         rich_help_panel=P_OUT,
     ),
 ]
@@ -51,7 +58,44 @@ Overwrite = Annotated[
     bool,
     typer.Option(
         "--overwrite",
-        help="Replace existing outputs (inputs are never overwritten).",
+        help="Replace existing outputs (inputs are never overwritten); without it an output "
+        "made with the same settings is skipped and one made otherwise is refused.",
+        rich_help_panel=P_OUT,
+    ),
+]
+Format = Annotated[
+    str | None,
+    typer.Option(
+        "--format",
+        help="Output format: png, jpg, webp, avif or tif. Default: the -o file's suffix, else png.",
+        rich_help_panel=P_OUT,
+        show_default=False,
+    ),
+]
+Quality = Annotated[
+    int | None,
+    typer.Option(
+        "--quality",
+        help="JPEG, WebP and AVIF quality, 1–100 (WebP 100 is lossless). Default: 95, AVIF 90.",
+        rich_help_panel=P_OUT,
+        show_default=False,
+    ),
+]
+StripMetadata = Annotated[
+    bool,
+    typer.Option(
+        "--strip-metadata",
+        help="Write no ICC profile, EXIF, XMP or run record (privacy); pixels in a colour "
+        "profile other than sRGB are converted to sRGB first.",
+        rich_help_panel=P_OUT,
+    ),
+]
+ToSrgb = Annotated[
+    bool,
+    typer.Option(
+        "--to-srgb",
+        help="Convert the pixels from the input's ICC profile to sRGB. Default: keep the "
+        "input's colour space and embed its profile.",
         rich_help_panel=P_OUT,
     ),
 ]
@@ -93,28 +137,6 @@ def with_preset(name: str | None, values: dict[str, Any], stage: str = "upscale"
     return {**load_preset(name).defaults(stage), **values}
 
 
-def use_input_prompt(loaded: Any, opts: Any, ctx: Context, *, enabled: bool = True) -> Any:
-    """Per-item options with the input's own prompt (A1111, ComfyUI, Midjourney or sdenhance
-    metadata) put before the options' prompt (a preset's quality words, say); its negative
-    prompt likewise before the options' negative prompt, and its LoRAs added to `loras`.
-
-    Pass `enabled=prompt is None and not no_input_prompt`: a prompt given on the command line,
-    or `--no-input-prompt`, turns it all off. A LoRA or embedding the metadata names but that
-    is not installed is a warning naming it (its `<lora:…>` tag is dropped), never a failure.
-    Returns `opts` unchanged when there is nothing to offer.
-    """
-    prompt = offered_prompt(loaded, enabled=enabled)
-    if prompt is None or not hasattr(opts, "prompt"):
-        return opts
-    from sdenhance.cli.networks import offered_networks
-    from sdenhance.presets import join_prompts
-
-    ctx.record["prompt_source"] = loaded.metadata.source
-    changes = offered_networks(loaded, opts)
-    changes["prompt"] = join_prompts(changes.get("prompt", prompt), opts.prompt)
-    return item_options(opts, **changes)
-
-
 # ---------------------------------------------------------------------------------------------
 # input prompts, rank devices and the failure table
 
@@ -128,67 +150,58 @@ NoInputPrompt = Annotated[
 ]
 
 
-def offered_prompt(loaded: Any, *, enabled: bool = True) -> str | None:
-    """The prompt in a loaded input's generation metadata, or None (none there, or disabled)."""
-    if not enabled:
-        return None
-    metadata = getattr(loaded, "metadata", None)
-    prompt = metadata.prompt if metadata is not None else None
-    if not prompt:
-        return None
-    logging.getLogger("sdenhance").info(
-        "%s: using the prompt from its %s metadata (give a prompt, or --no-input-prompt, to change that)",
-        loaded.path.name,
-        metadata.source,
-    )
-    return prompt
-
-
-def item_options(opts: Any, **changes: Any) -> Any:
-    """A copy of a frozen options dataclass with `changes` (only fields it has), re-validated."""
-    import dataclasses
-
-    from sdenhance.options import validate
-
-    names = {f.name for f in dataclasses.fields(opts)}
-    kept = {k: v for k, v in changes.items() if k in names}
-    if not kept:
-        return opts
-    new = dataclasses.replace(opts, **kept)
-    validate(new)
-    return new
-
-
 # ---------------------------------------------------------------------------------------------
 # the model and device options every generative command shares
 
 
-def stage_work(
-    stage: str,
-    opts: Any,
-    *,
-    input_prompt: bool = False,
-    roles: dict[str, Any] | None = None,
-    extra: dict[str, Any] | None = None,
-    load: Callable[[Any, Context], Any] | None = None,
-) -> Callable[[Any, Context], tuple[Any, dict[str, Any]]]:
-    """The `work(item, ctx)` of `process_images` for one stage.
+def stage_work(stage: str, opts: Any, **kwargs: Any) -> StageWork:
+    """The `work(item, ctx)` of `process_images` for one stage (see `StageWork`)."""
+    return StageWork(stage, opts, **kwargs)
 
-    Loads the input (alpha kept; or `load(path, ctx)` for inputs that need more, such as a
-    mask), offers the prompt stored in its metadata when `input_prompt`, puts the `roles`
-    images (reference, original) in the context and runs the stage.
-    """
-    from sdenhance.io.convert import join_alpha
-    from sdenhance.io.load import load_image
-    from sdenhance.stages import apply_stage
 
-    def work(item: Any, ctx: Context) -> tuple[Any, dict[str, Any]]:
-        ctx.images.update(roles or {})
-        if load is not None:
-            return apply_stage(stage, load(item.input, ctx), opts, ctx), dict(extra or {})
-        loaded = load_image(item.input, metadata=input_prompt)  # unused metadata stays unread
-        item_opts = use_input_prompt(loaded, opts, ctx, enabled=input_prompt)
-        image = join_alpha(loaded.image, loaded.alpha)
-        return apply_stage(stage, image, item_opts, ctx), dict(extra or {})
+def warn_unused(stage: str, opts: Any, given: dict[str, Any]) -> None:
+    """Say once, before any work, which options the user gave have no effect with `opts`."""
+    from sdenhance.errors import option_text
+    from sdenhance.stages import get_stage
+    from sdenhance.stages.records import unused_options
 
-    return work
+    unused, why = unused_options(get_stage(stage), opts, given)
+    if unused:
+        names = ", ".join(option_text(name) for name in unused)
+        logging.getLogger("sdenhance").warning("no effect: %s (%s)", names, why)
+
+
+def output_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Give a command `--format`, `--quality`, `--strip-metadata` and `--to-srgb`; it takes a
+    parameter `saving` and receives a checked `SaveOptions` there."""
+    import functools
+    import inspect
+
+    extra = {
+        "format": (Format, None),
+        "quality": (Quality, None),
+        "strip_metadata": (StripMetadata, False),
+        "to_srgb": (ToSrgb, False),
+    }
+    sig = inspect.signature(fn, eval_str=True)
+    own = [p for p in sig.parameters.values() if p.name != "saving"]
+    added = [
+        inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, annotation=t, default=d)
+        for n, (t, d) in extra.items()
+    ]
+
+    @functools.wraps(fn)
+    def command(*args: Any, **kwargs: Any) -> Any:
+        from sdenhance.io.formats import SaveOptions
+
+        values = {n: kwargs.pop(n) for n in extra}
+        return fn(*args, saving=SaveOptions(**values), **kwargs)
+
+    own = [
+        p.replace(kind=inspect.Parameter.KEYWORD_ONLY) if p.kind == p.POSITIONAL_OR_KEYWORD else p
+        for p in own
+    ]
+    positional = [p for p in own if p.default is inspect.Parameter.empty]
+    rest = [p for p in own if p.default is not inspect.Parameter.empty]
+    command.__signature__ = sig.replace(parameters=positional + rest + added)  # type: ignore[attr-defined]
+    return command

@@ -7,6 +7,7 @@ from typing import Any
 import typer
 
 from sdenhance.cli import common as c
+from sdenhance.io.formats import SaveOptions
 from sdenhance.models.config import EngineConfig
 from sdenhance.stages import build_options
 
@@ -16,6 +17,7 @@ app = typer.Typer()
 @app.command("facefix")
 @c.engine_options("model", "inpaint_model")
 @c.stage_options("facefix")
+@c.output_options
 def facefix(
     inputs: c.Inputs,
     preset: c.Preset = None,
@@ -23,6 +25,7 @@ def facefix(
     output: c.Output = None,
     overwrite: c.Overwrite = False,
     verbose: c.Verbose = False,
+    saving: SaveOptions | None = None,
     engine: EngineConfig | None = None,
     values: dict[str, Any] | None = None,
 ) -> None:
@@ -38,4 +41,6 @@ def facefix(
     opts = build_options("facefix", c.with_preset(preset, values or {}, "facefix"))
     work = c.stage_work("facefix", opts)
     op = "faces" if opts.show else "facefix"
-    c.process_images(inputs, output, op, work, overwrite=overwrite, engine=engine, seed=seed)
+    c.process_images(
+        inputs, output, op, work, overwrite=overwrite, engine=engine, seed=seed, saving=saving
+    )

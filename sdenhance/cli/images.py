@@ -13,6 +13,8 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from sdenhance.batch import BatchItem, expand_inputs, plan, run_batch
 from sdenhance.cli.console import err_console, out_console
 from sdenhance.cli.engine_options import rank_device
+from sdenhance.io.digest import input_record
+from sdenhance.io.formats import SaveOptions
 from sdenhance.models.config import EngineConfig
 from sdenhance.stages import Context
 
@@ -27,24 +29,38 @@ def process_images(
     engine: EngineConfig | None = None,
     seed: int | None = None,
     fields: dict[str, Any] | None = None,
+    saving: SaveOptions | None = None,
+    settings: dict[str, Any] | None = None,
     check: Callable[[Context, list[Path]], None] | None = None,
 ) -> None:
     """The loop every image command runs: expand, name, shard, skip existing, run, save, summarise.
 
-    `work(item, ctx)` returns (PIL image, extra metadata). Models load once and are shared by
-    all items. `check(ctx, inputs)` runs once before any item (when any is to run): what it
-    refuses is wrong for every input, so the run stops there (exit 2) instead of every item
-    failing on its own (exit 3). Under `accelerate launch` (or RANK/WORLD_SIZE) each process takes its share of
-    the inputs; output names are decided over all inputs first, so they never depend on the
-    number of processes. Exit: 0 all done, 2 bad single input, 3 some failed, 130 interrupted.
+    `work(item, ctx)` returns (PIL image or DeepImage, extra metadata). Models load once and
+    are shared by all items. `check(ctx, inputs)` runs once before any item (when any is to
+    run): what it refuses is wrong for every input, so the run stops there (exit 2) instead of
+    every item failing on its own (exit 3). Under `accelerate launch` (or RANK/WORLD_SIZE) each
+    process takes its share of the inputs; output names are decided over all inputs first, so
+    they never depend on the number of processes. Seeds are drawn per item before naming.
+    `settings` (default: `work.settings`) with the engine, seed and `saving` make the
+    fingerprint each output records; an existing output made otherwise is refused, not skipped.
+    Exit: 0 all done, 2 bad single input, 3 some failed, 130 interrupted.
     """
     from sdenhance.batch import rank_and_world, shard
+    from sdenhance.batch_naming import check_existing, item_seeds
     from sdenhance.io.save import save_image
 
+    saving = saving or SaveOptions()
     paths = expand_inputs(inputs)
     items = plan(
-        paths, output, op, fields={"seed": seed if seed is not None else "rand", **(fields or {})}
+        paths,
+        output,
+        op,
+        fields=fields,
+        suffix=saving.suffix,
+        seeds=item_seeds(len(paths), seed),
     )
+    check_formats(items, saving)
+    stamp = run_fingerprint(op, settings or getattr(work, "settings", None), engine, seed, saving)
     rank, world = rank_and_world()
     if world > 1:
         items = shard(items, rank, world)
@@ -59,6 +75,9 @@ def process_images(
         shared["engine"] = ctx._engine
     finished: list[BatchItem] = []
     show = err_console.is_terminal and not err_console.is_dumb_terminal
+
+    def existing(item: BatchItem) -> None:
+        check_existing(item.output, stamp, input_record(item.input)["sha256"])
 
     with Progress(
         TextColumn("{task.description}", style="bold", markup=False),
@@ -77,14 +96,27 @@ def process_images(
             bar.update(step_task, description=label, completed=done, total=max(total, 1))
 
         def one(item: BatchItem) -> None:
-            ctx = Context(engine_config=engine, seed=seed, progress=progress)
+            ctx = Context(engine_config=engine, seed=item.seed, progress=progress)
             ctx._engine = shared["engine"]
             try:
                 image, extra = work(item, ctx)
             finally:
                 shared["engine"] = ctx._engine
-            record = {**ctx.record, "input": input_record(item.input), **extra}
-            save_image(image, item.output, metadata=record, protect=paths)
+            record = {
+                **ctx.record,
+                "input": input_record(item.input),
+                "fingerprint": stamp,
+                **extra,
+            }
+            save_image(
+                image,
+                item.output,
+                metadata=record,
+                protect=paths,
+                quality=saving.quality,
+                strip_metadata=saving.strip_metadata,
+                to_srgb=saving.to_srgb,
+            )
             finished.append(item)
             out_console.print(str(item.output))
 
@@ -95,7 +127,7 @@ def process_images(
                 err_console.print(f"[{n + 1}/{total}] {item.input}")
 
         try:
-            summary = run_batch(items, one, overwrite=overwrite, on_item=on_item)
+            summary = run_batch(items, one, overwrite=overwrite, on_item=on_item, existing=existing)
         except KeyboardInterrupt:
             bar.stop()
             err_console.print(
@@ -117,16 +149,41 @@ def process_images(
         raise typer.Exit(summary.exit_code)
 
 
-def input_record(path: Any) -> dict[str, Any]:
-    """Name and SHA-256 (first 16 hex digits) of an input, for the output's run record."""
-    import hashlib
-    from pathlib import Path
+def check_formats(items: list[BatchItem], saving: SaveOptions) -> None:
+    """Before any work: `--format` agrees with every output's suffix, and `--quality` is not
+    given for lossless outputs only (it would do nothing there: said once)."""
+    from sdenhance.io.formats import LOSSY, check_suffix_matches, format_of
 
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return {"name": Path(path).name, "sha256": digest.hexdigest()[:16]}
+    formats = set()
+    for item in items:
+        check_suffix_matches(item.output, saving.format)
+        formats.add(format_of(item.output))
+    if saving.quality is not None and items and not formats & LOSSY:
+        logging.getLogger("sdenhance").warning(
+            "--quality has no effect on %s outputs (lossless)", "/".join(sorted(formats))
+        )
+
+
+def run_fingerprint(
+    op: str,
+    settings: dict[str, Any] | None,
+    engine: EngineConfig | None,
+    seed: int | None,
+    saving: SaveOptions,
+) -> str:
+    """The fingerprint of what decides the outputs: the command's settings, the models and
+    precision, a given seed (a random one differs every run by design) and how files are written."""
+    import dataclasses
+
+    from sdenhance.batch_naming import fingerprint
+
+    models = {}
+    if engine is not None:
+        skip = {"device", "offload", "vae_tiling", "attention_slicing"}
+        models = {k: v for k, v in dataclasses.asdict(engine).items() if k not in skip}
+    return fingerprint(
+        {"op": op, "settings": settings, "engine": models, "seed": seed, **saving.settings()}
+    )
 
 
 def print_failures(failed: list[tuple[BatchItem, str]], total: int) -> None:

@@ -7,6 +7,7 @@ from typing import Any
 import typer
 
 from sdenhance.cli import common as c
+from sdenhance.io.formats import SaveOptions
 from sdenhance.models.config import EngineConfig
 from sdenhance.stages import build_options
 
@@ -16,6 +17,7 @@ app = typer.Typer()
 @app.command("img2img")
 @c.engine_options("model")
 @c.stage_options("img2img")
+@c.output_options
 def img2img(
     inputs: c.Inputs,
     preset: c.Preset = None,
@@ -24,6 +26,7 @@ def img2img(
     output: c.Output = None,
     overwrite: c.Overwrite = False,
     verbose: c.Verbose = False,
+    saving: SaveOptions | None = None,
     engine: EngineConfig | None = None,
     values: dict[str, Any] | None = None,
 ) -> None:
@@ -34,4 +37,13 @@ def img2img(
     opts = build_options("img2img", c.with_preset(preset, given, "img2img"))
     use_prompt = "prompt" not in given and not no_input_prompt
     work = c.stage_work("img2img", opts, input_prompt=use_prompt)
-    c.process_images(inputs, output, "img2img", work, overwrite=overwrite, engine=engine, seed=seed)
+    c.process_images(
+        inputs,
+        output,
+        "img2img",
+        work,
+        overwrite=overwrite,
+        engine=engine,
+        seed=seed,
+        saving=saving,
+    )

@@ -23,7 +23,10 @@ def _print(text: str) -> None:
 @app.command()
 def info(
     image: Annotated[
-        Path, typer.Argument(help="Image file (PNG, JPEG, WebP or TIFF).", show_default=False)
+        Path,
+        typer.Argument(
+            help="Image file (PNG, JPEG, WebP, AVIF, HEIC or TIFF).", show_default=False
+        ),
     ],
     as_json: Annotated[
         bool, typer.Option("--json", help="Print one JSON object instead of text.")
@@ -31,6 +34,7 @@ def info(
 ) -> None:
     """Show an image's size, mode, format, alpha, notes and generation metadata
     (prompt, A1111 parameters, ComfyUI graph, Midjourney parameters, sdenhance record)."""
+    from sdenhance.io.exif_carry import describe_carried
     from sdenhance.io.load import load_image
 
     loaded = load_image(image)
@@ -44,6 +48,7 @@ def info(
         "mode": loaded.source_mode,
         "alpha": loaded.alpha is not None,
         "notes": loaded.notes,
+        **describe_carried(loaded.image.info),
         **meta.to_dict(),
     }
     if as_json:
@@ -55,6 +60,9 @@ def info(
     _print(f"size:     {width}x{height}")
     _print(f"mode:     {loaded.source_mode}")
     _print(f"alpha:    {'yes' if loaded.alpha is not None else 'no'}")
+    for key, label in (("icc_profile", "profile"), ("camera", "camera"), ("taken", "taken")):
+        if summary[key]:
+            _print(f"{label + ':':9} {summary[key]}")
     for note in loaded.notes:
         _print(f"note:     {note}")
     if meta.source:

@@ -12,6 +12,7 @@ from PIL import Image
 from sdenhance.cli import common as c
 from sdenhance.errors import SdenhanceError
 from sdenhance.io.convert import join_alpha
+from sdenhance.io.formats import SaveOptions
 from sdenhance.io.mask_record import mask_record
 from sdenhance.models.config import EngineConfig
 from sdenhance.stages import Context, build_options
@@ -162,6 +163,7 @@ def _mask_fits_some(size: tuple[int, int], inputs: list[Path]) -> None:
 @app.command("remove")
 @c.engine_options("model", "inpaint_model")
 @c.stage_options("remove")
+@c.output_options
 def remove(
     inputs: c.Inputs,
     mask: MaskSource,
@@ -170,6 +172,7 @@ def remove(
     overwrite: c.Overwrite = False,
     verbose: c.Verbose = False,
     skip_unmasked: SkipUnmasked = False,
+    saving: SaveOptions | None = None,
     engine: EngineConfig | None = None,
     values: dict[str, Any] | None = None,
 ) -> None:
@@ -181,17 +184,32 @@ def remove(
     c.setup_logging(verbose)
     c.check_seed(seed)
     opts = build_options("remove", values or {})
+    c.warn_unused("remove", opts, values or {})
     inputs, mask_of, mask_image = _mask_plan(mask, inputs, skip_unmasked)
-    work = c.stage_work("remove", opts, load=lambda path, ctx: _masked_input(path, mask_of, ctx))
+    work = c.stage_work(
+        "remove",
+        opts,
+        load=lambda path, ctx: _masked_input(path, mask_of, ctx),
+        more_settings={"mask": mask},
+    )
     check = _check_mask_once("remove", opts, mask_image)
     c.process_images(
-        inputs, output, "remove", work, overwrite=overwrite, engine=engine, seed=seed, check=check
+        inputs,
+        output,
+        "remove",
+        work,
+        overwrite=overwrite,
+        engine=engine,
+        seed=seed,
+        saving=saving,
+        check=check,
     )
 
 
 @app.command("inpaint")
 @c.engine_options("model", "inpaint_model")
 @c.stage_options("inpaint")
+@c.output_options
 def inpaint(
     inputs: c.Inputs,
     mask: InpaintMask,
@@ -201,6 +219,7 @@ def inpaint(
     overwrite: c.Overwrite = False,
     verbose: c.Verbose = False,
     skip_unmasked: SkipUnmasked = False,
+    saving: SaveOptions | None = None,
     engine: EngineConfig | None = None,
     values: dict[str, Any] | None = None,
 ) -> None:
@@ -212,8 +231,21 @@ def inpaint(
     c.check_seed(seed)
     opts = build_options("inpaint", c.with_preset(preset, values or {}, "inpaint"))
     inputs, mask_of, mask_image = _mask_plan(mask, inputs, skip_unmasked)
-    work = c.stage_work("inpaint", opts, load=lambda path, ctx: _masked_input(path, mask_of, ctx))
+    work = c.stage_work(
+        "inpaint",
+        opts,
+        load=lambda path, ctx: _masked_input(path, mask_of, ctx),
+        more_settings={"mask": mask},
+    )
     check = _check_mask_once("inpaint", opts, mask_image)
     c.process_images(
-        inputs, output, "inpaint", work, overwrite=overwrite, engine=engine, seed=seed, check=check
+        inputs,
+        output,
+        "inpaint",
+        work,
+        overwrite=overwrite,
+        engine=engine,
+        seed=seed,
+        saving=saving,
+        check=check,
     )

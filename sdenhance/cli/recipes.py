@@ -12,10 +12,15 @@ import typer
 from sdenhance.cli import common as c
 from sdenhance.cli.images import input_record
 from sdenhance.cli.networks import installed_only, network_options, warn_changed
+from sdenhance.cli.stage_work import writes_deep
 from sdenhance.cli.terminal import literal
 from sdenhance.errors import SdenhanceError
+from sdenhance.io.formats import SaveOptions
 from sdenhance.io.safe_text import terminal_json
 from sdenhance.models.config import EngineConfig
+from sdenhance.stages import get_stage
+from sdenhance.stages.deep import deep_capable
+from sdenhance.stages.records import recorded_options
 
 if TYPE_CHECKING:
     from sdenhance.rerun import RunRecord
@@ -188,6 +193,7 @@ def recipes(
 @app.command("run")
 @c.engine_options("model", "controlnet", "inpaint_model")
 @network_options
+@c.output_options
 def run(
     recipe: Annotated[
         str | None,
@@ -229,6 +235,7 @@ def run(
     verbose: c.Verbose = False,
     engine: EngineConfig | None = None,
     networks: dict | None = None,
+    saving: SaveOptions | None = None,
 ) -> None:
     """Run a recipe's steps on images, or re-run an output with --from.
 
@@ -303,6 +310,14 @@ def run(
             if with_prompt != overrides:
                 item_steps = the_recipe.validate(with_prompt)
                 ctx.record["prompt_source"] = loaded.metadata.source
+        if writes_deep(loaded, item.output) and all(
+            deep_capable(s.stage, s.options) for s in steps
+        ):
+            from sdenhance.stages.deep import run_deep
+
+            out = run_deep([(s.stage, s.options) for s in item_steps], loaded.deep, ctx)
+            ctx.record["recipe"] = the_recipe.name
+            return out, {"recipe": the_recipe.name}
         if expected and input_record(item.input)["sha256"] != expected:
             log.warning(
                 "%s differs from the input %s was made from; pixels will differ",
@@ -323,8 +338,25 @@ def run(
         for step in steps:
             preflight(step.stage, step.options, ctx)
 
+    settings = {
+        "recipe": the_recipe.name,
+        "steps": [
+            {"stage": s.stage, "options": recorded_options(get_stage(s.stage), s.options)}
+            for s in steps
+        ],
+        "input_prompt": offer,
+    }
     c.process_images(
-        specs, output, op, work, overwrite=overwrite, engine=engine, seed=seed, check=check
+        specs,
+        output,
+        op,
+        work,
+        overwrite=overwrite,
+        engine=engine,
+        seed=seed,
+        saving=saving,
+        settings=settings,
+        check=check,
     )
 
 

@@ -7,6 +7,7 @@ from typing import Any
 import typer
 
 from sdenhance.cli import common as c
+from sdenhance.io.formats import SaveOptions
 from sdenhance.models.config import EngineConfig
 from sdenhance.stages import build_options, preflight
 from sdenhance.stages.tile_upscale import refuse_resemblance
@@ -17,6 +18,7 @@ app = typer.Typer()
 @app.command("upscale")
 @c.engine_options("model", "controlnet")
 @c.stage_options("upscale")
+@c.output_options
 def upscale(
     inputs: c.Inputs,
     preset: c.Preset = None,
@@ -25,6 +27,7 @@ def upscale(
     output: c.Output = None,
     overwrite: c.Overwrite = False,
     verbose: c.Verbose = False,
+    saving: SaveOptions | None = None,
     engine: EngineConfig | None = None,
     values: dict[str, Any] | None = None,
 ) -> None:
@@ -39,6 +42,7 @@ def upscale(
     if "resemblance" in given:
         refuse_resemblance(engine)
     opts = build_options("upscale", c.with_preset(preset, given, "upscale"))
+    c.warn_unused("upscale", opts, given)
     use_prompt = "prompt" not in given and not no_input_prompt
     label = (
         f"x{opts.scale:g}"
@@ -54,5 +58,6 @@ def upscale(
         engine=engine,
         seed=seed,
         fields={"scale": label},
+        saving=saving,
         check=lambda ctx, inputs: preflight("upscale", opts, ctx),
     )

@@ -11,6 +11,7 @@ from PIL import Image
 
 from sdenhance.errors import SdenhanceError
 from sdenhance.io.convert import depth_mode
+from sdenhance.io.deep import deep_from_array, orient
 from sdenhance.io.exif import IMAGE_DESCRIPTION
 from sdenhance.io.loaded import (
     LoadedImage,
@@ -20,7 +21,7 @@ from sdenhance.io.loaded import (
     one_line,
 )
 from sdenhance.io.metadata import ImageMetadata, read_description
-from sdenhance.io.profiles import to_srgb
+from sdenhance.io.profiles import to_rgb
 
 log = logging.getLogger("sdenhance")
 
@@ -142,14 +143,20 @@ def load_with_tifffile(path: Path, max_pixels: int | None) -> LoadedImage:
     notes = [f"multi-page: used page 1 of {pages}"] if pages > 1 else []
     source_mode = depth_mode(array)
     base, alpha = from_high_depth(array, notes, photometric=tags.get(262))
-    rgb = to_srgb(base, tags.get(34675), notes)
-    orientation = tags.get(274, 1)
-    rgb, alpha = apply_orientation(rgb, alpha, int(orientation) if orientation else 1, notes)
+    icc = tags.get(34675)
+    rgb, icc = to_rgb(base, icc if isinstance(icc, bytes) else None, notes)
+    orientation = int(tags.get(274, 1) or 1)
+    rgb, alpha = apply_orientation(rgb, alpha, orientation, notes)
+    deep = deep_from_array(array, photometric=tags.get(262))
+    deep = orient(deep, orientation) if deep is not None else None
     description = tags.get(IMAGE_DESCRIPTION)
     metadata = ImageMetadata()
     if isinstance(description, str):
         read_description(description, metadata)
-    return finish_loaded(rgb, alpha, path, "TIFF", metadata, notes, source_mode)
+    carried = {"icc_profile": icc}
+    return finish_loaded(
+        rgb, alpha, path, "TIFF", metadata, notes, source_mode, carried=carried, deep=deep
+    )
 
 
 def from_high_depth(

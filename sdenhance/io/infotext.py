@@ -76,12 +76,16 @@ def infotext_fields(
     options follow as "Option name: value"; the full record stays in the `sdenhance` JSON.
     """
     steps = [s for s in record.get("steps") or [] if isinstance(s, Mapping)]
-    main = next((s for s in reversed(steps) if s.get("stage") in _DIFFUSION_STAGES), {})
-    options: Mapping[str, Any] = main.get("options") or {}
-    models: Mapping[str, Any] = record.get("models") or {}
+    main = main_step(steps)
+    options: Mapping[str, Any] = (main or {}).get("options") or {}
+    models: Mapping[str, Any] = (main or {}).get("models") or record.get("models") or {}
+    if main is None and steps:  # nothing generative ran: no model to name
+        models = {}
     fields: dict[str, str] = {
-        "Prompt": _clean_prompt(record_text(record, "prompt")),
-        "Negative prompt": _clean_prompt(record_text(record, "negative_prompt")),
+        "Prompt": _clean_prompt(options.get("prompt") or record_text(record, "prompt")),
+        "Negative prompt": _clean_prompt(
+            options.get("negative_prompt") or record_text(record, "negative_prompt")
+        ),
     }
 
     def put(key: str, value: Any) -> None:
@@ -134,13 +138,55 @@ def infotext_fields(
             put(_label(name), _model_name(value) if isinstance(value, str) else value)
     put("Lora hashes", _hash_list(record.get("loras")))
     put("TI hashes", _hash_list(record.get("embeddings")))
+    _postprocess(put, steps)
     if steps:
         put("Stages", " > ".join(str(s.get("stage", "?")) for s in steps))
+    if main is not None and len(steps) > 1:
+        put("Main step", f"{steps.index(main) + 1} {main.get('stage')}")
     size_in = record.get("size_in")
     if isinstance(size_in, (list, tuple)) and len(size_in) == 2:
         put("Original size", f"{size_in[0]}x{size_in[1]}")
     put("Version", f"sdenhance {record.get('version') or _version()}")
     return fields
+
+
+def main_step(steps: list[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    """The step whose diffusion settings the infotext shows: of the steps that ran a diffusion
+    model, the one with the highest denoising strength (the later on a tie); None if none did.
+    Records without `generative` (older versions) count every diffusion stage."""
+
+    def ran(step: Mapping[str, Any]) -> bool:
+        if "generative" in step:
+            return bool(step["generative"])
+        return step.get("stage") in _DIFFUSION_STAGES
+
+    def strength(step: Mapping[str, Any]) -> float:
+        opts = step.get("options") or {}
+        for key in ("creativity", "strength", "refine_strength"):
+            if isinstance(opts.get(key), (int, float)):
+                return float(opts[key])
+        return 0.0
+
+    best = None
+    for step in steps:
+        if ran(step) and (best is None or strength(step) >= strength(best)):
+            best = step
+    return best
+
+
+def _postprocess(put: Any, steps: list[Mapping[str, Any]]) -> None:
+    """An upscale that ran no diffusion is what A1111 calls a postprocess upscale."""
+    for step in reversed(steps):
+        opts = step.get("options") or {}
+        if step.get("stage") == "upscale" and not step.get("generative", True):
+            if opts.get("width") or opts.get("height"):
+                size = step.get("size_out") or [opts.get("width"), opts.get("height")]
+                put("Postprocess upscale to", f"{size[0]}x{size[1]}")
+            else:
+                put("Postprocess upscale by", opts.get("scale"))
+            upscaler = opts.get("upscaler")
+            put("Postprocess upscaler", UPSCALER_NAMES.get(upscaler) or _model_name(upscaler))
+            return
 
 
 def format_infotext(record: Mapping[str, Any], *, size: tuple[int, int] | None = None) -> str:

@@ -1,8 +1,10 @@
 """The one image convention: PIL at the API, float32 HWC in [0, 1] inside, alpha kept aside.
 
-Loading turns every supported file (PNG, JPEG, WebP, TIFF) into 8-bit sRGB plus an optional
-'L' alpha, whatever its mode, bit depth, colour profile or EXIF orientation, and refuses
-oversized, truncated or foreign files with one line. Saving is atomic and writes the run record
+Loading turns every supported file (PNG, JPEG, WebP, AVIF, TIFF, and HEIC/HEIF with the
+`heic` extra) into 8-bit RGB plus an optional 'L' alpha, whatever its mode, bit depth or EXIF
+orientation, and refuses oversized, truncated or foreign files with one line. RGB pixels stay
+in their ICC profile's colour space; the profile, the EXIF (orientation reset) and XMP travel
+with the image to its outputs. Saving is atomic and writes the run record
 as AUTOMATIC1111 infotext plus an `sdenhance` JSON record, so other tools show the settings
 and `sdenhance run` can reproduce them. Generation metadata of A1111, ComfyUI and Midjourney
 images is read back so their prompt can be offered as the default.
@@ -14,12 +16,15 @@ import logging
 import os
 import warnings
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 from PIL import Image
 
 from sdenhance.errors import SdenhanceError
 from sdenhance.io.bombs import check_data_size
 from sdenhance.io.convert import depth_mode, join_alpha, split_alpha
+from sdenhance.io.deep import deep_from_array, orient
 from sdenhance.io.depth import (
     exact_high_depth,
     from_high_depth,
@@ -27,6 +32,8 @@ from sdenhance.io.depth import (
     tiff_photometric,
     to_8bit,
 )
+from sdenhance.io.exif_carry import carried_exif, carried_xmp
+from sdenhance.io.formats import check_heif
 from sdenhance.io.loaded import (
     DEFAULT_MAX_PIXELS,
     LoadedImage,
@@ -39,7 +46,7 @@ from sdenhance.io.loaded import (
 )
 from sdenhance.io.metadata import ImageMetadata, metadata_from_pil
 from sdenhance.io.paths import require_file
-from sdenhance.io.profiles import to_srgb
+from sdenhance.io.profiles import to_rgb
 
 log = logging.getLogger("sdenhance")
 
@@ -47,7 +54,16 @@ log = logging.getLogger("sdenhance")
 
 
 # Pillow format name -> the format we report (MPO is the multi-picture JPEG of phones/cameras)
-_LOAD_FORMATS = {"PNG": "PNG", "JPEG": "JPEG", "MPO": "JPEG", "WEBP": "WEBP", "TIFF": "TIFF"}
+_LOAD_FORMATS = {
+    "PNG": "PNG",
+    "JPEG": "JPEG",
+    "MPO": "JPEG",
+    "WEBP": "WEBP",
+    "TIFF": "TIFF",
+    "AVIF": "AVIF",
+    "HEIF": "HEIF",
+}
+_FORMAT_NAMES = "PNG, JPEG, WebP, AVIF, HEIC or TIFF"
 
 
 # --------------------------------------------------------------------------------------------
@@ -60,12 +76,14 @@ def load_image(
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
     metadata: bool = True,
 ) -> LoadedImage:
-    """Read PNG/JPEG/WebP/TIFF as 8-bit sRGB RGB with its alpha aside as 'L'.
+    """Read PNG/JPEG/WebP/AVIF/HEIC/TIFF as 8-bit RGB with its alpha aside as 'L'.
 
     Checks the format by content and the size from the header before any pixel is decoded
     (`max_pixels`, None = no cap; the default can be changed with `SDENHANCE_MAX_PIXELS`).
-    Applies EXIF orientation, converts any mode, bit depth and embedded ICC profile to 8-bit
-    sRGB (16-bit scaled, not clipped; float assumed in [0, 1]) and takes frame 0 of animations.
+    Applies EXIF orientation, converts any mode and bit depth to 8-bit RGB (16-bit scaled, not
+    clipped, and kept exactly in `deep`; float assumed in [0, 1]) and takes frame 0 of
+    animations. RGB pixels stay in their ICC profile's space (the profile rides along in
+    `image.info`); CMYK, Lab and profiled grey are converted to sRGB.
     `metadata=False` leaves the generation metadata unread (an empty `ImageMetadata`).
     """
     path = Path(path)
@@ -91,7 +109,9 @@ def load_image(
         orientation = _orientation(im)
         icc = im.info.get("icc_profile")
         meta = metadata_from_pil(im, notes) if metadata else ImageMetadata()
+        carried = {"exif": carried_exif(im, notes), "xmp": carried_xmp(im, notes)}
         array = exact_high_depth(im, path, fmt, notes)
+        deep = _deep_pixels(im, array)
         if array is not None:
             source_mode = depth_mode(array)
             base, alpha = from_high_depth(array, notes, photometric=tiff_photometric(im))
@@ -101,9 +121,22 @@ def load_image(
                 base = im.copy()
     finally:
         im.close()
-    rgb = to_srgb(base, icc, notes)
+    rgb, carried["icc_profile"] = to_rgb(base, icc, notes)
     rgb, alpha = apply_orientation(rgb, alpha, orientation, notes)
-    return finish_loaded(rgb, alpha, path, fmt, meta, notes, source_mode)
+    if deep is not None:
+        deep = orient(deep, orientation)
+    return finish_loaded(
+        rgb, alpha, path, fmt, meta, notes, source_mode, carried=carried, deep=deep
+    )
+
+
+def _deep_pixels(im: Image.Image, array: Any) -> Any:
+    """The exact pixels of a file with more than 8 bits per channel, else None."""
+    if array is None and (im.mode.startswith("I;16") or im.mode in ("I", "F")):
+        array = np.asarray(im)
+    if array is None:
+        return None
+    return deep_from_array(array, photometric=tiff_photometric(im))
 
 
 def upright_size(path: str | os.PathLike[str]) -> tuple[int, int] | None:
@@ -126,6 +159,7 @@ def _open_checked(path: Path, max_pixels: int | None) -> Image.Image | None:
     the one that decides. Returns None for a TIFF only tifffile can parse.
     """
     require_file(path, "input")  # never open a FIFO, socket or device: reading could block
+    check_heif(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -136,16 +170,14 @@ def _open_checked(path: Path, max_pixels: int | None) -> Image.Image | None:
         if _is_tiff(path):
             return None
         raise SdenhanceError(
-            f"cannot read {path}: not an image in a supported format (PNG, JPEG, WebP, TIFF)"
+            f"cannot read {path}: not an image in a supported format ({_FORMAT_NAMES})"
         ) from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise SdenhanceError(f"cannot read {path}: {one_line(exc)}") from None
     if im.format not in _LOAD_FORMATS:
         name = im.format
         im.close()
-        raise SdenhanceError(
-            f"{path}: {name} images are not supported; use PNG, JPEG, WebP or TIFF"
-        )
+        raise SdenhanceError(f"{path}: {name} images are not supported; use {_FORMAT_NAMES}")
     try:
         check_pixel_limit(path, im.size, max_pixels)
         check_data_size(im, path)

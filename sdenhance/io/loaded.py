@@ -6,6 +6,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from PIL import Image
 
@@ -29,10 +30,13 @@ _TRANSPOSE = {
 
 @dataclass
 class LoadedImage:
-    """An image as the stages want it: 8-bit sRGB, alpha aside, plus what happened on the way.
+    """An image as the stages want it: 8-bit RGB, alpha aside, plus what happened on the way.
 
     `notes` are things worth telling the user (frame dropped, profile converted, bits reduced);
     `source_mode` is the mode of the file's pixels before conversion (e.g. "P", "I;16", "CMYK").
+    `image.info` carries what outputs keep of the file: the ICC profile the pixels are in
+    (`icc`), the EXIF block with its orientation reset (`exif`) and XMP (`xmp`). `deep` holds
+    the exact pixels of a 16-bit or float file (`sdenhance.io.deep.DeepImage`), else None.
     """
 
     image: Image.Image
@@ -42,10 +46,25 @@ class LoadedImage:
     metadata: ImageMetadata
     notes: list[str] = field(default_factory=list)
     source_mode: str = ""
+    deep: Any = None
 
     @property
     def size(self) -> tuple[int, int]:
         return self.image.size
+
+    @property
+    def icc(self) -> bytes | None:
+        """The ICC profile the pixels are in (None: sRGB)."""
+        return self.image.info.get("icc_profile")
+
+    @property
+    def exif(self) -> bytes | None:
+        """The EXIF block outputs carry (orientation reset, layout tags dropped), or None."""
+        return self.image.info.get("exif")
+
+    @property
+    def xmp(self) -> bytes | None:
+        return self.image.info.get("xmp")
 
 
 # notes that describe faithful conversions: logged at debug level, not shown in every batch
@@ -53,6 +72,7 @@ _ROUTINE_NOTES = (
     "applied EXIF orientation",
     "scaled to 8-bit",
     "with the embedded ICC profile",
+    "pixels stay in its colour space",
     "CIELab",
 )
 
@@ -65,16 +85,21 @@ def finish_loaded(
     metadata: ImageMetadata,
     notes: list[str],
     source_mode: str,
+    *,
+    carried: dict[str, Any] | None = None,
+    deep: Any = None,
 ) -> LoadedImage:
-    """Drop the file's `info` from the result: an ICC profile or transparency key left there
-    would be written again by Pillow on save, describing pixels that no longer match."""
-    rgb.info = {}
+    """Replace the file's `info` with what outputs carry (`carried`: ICC profile, EXIF, XMP):
+    a transparency key or comment left there would be written again by Pillow on save."""
+    rgb.info = {k: v for k, v in (carried or {}).items() if v is not None}
     if alpha is not None:
         alpha.info = {}
+    if deep is not None:
+        deep.info = rgb.info
     for note in notes:
         routine = any(text in note for text in _ROUTINE_NOTES)
         log.log(logging.DEBUG if routine else logging.INFO, "%s: %s", path.name, note)
-    return LoadedImage(rgb, alpha, path, fmt, metadata, notes, source_mode)
+    return LoadedImage(rgb, alpha, path, fmt, metadata, notes, source_mode, deep)
 
 
 def check_pixel_limit(path: Path, size: tuple[int, int], max_pixels: int | None) -> None:

@@ -1,62 +1,59 @@
-"""Atomic saving with metadata: A1111 infotext and our run record in PNG text, EXIF for JPEG/WebP."""
+"""Atomic saving with metadata: the run record as A1111 infotext and JSON, plus what the input
+carried (ICC profile, EXIF, XMP); where each format keeps them is `save_params`."""
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
-from collections.abc import Iterable, Mapping
+import struct
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from PIL import Image
 
 from sdenhance.errors import SdenhanceError
 from sdenhance.io.atomic import write_atomic
 from sdenhance.io.convert import split_alpha
+from sdenhance.io.deep import DeepImage
 from sdenhance.io.depth import to_8bit
-from sdenhance.io.exif import EXIF_IFD, IMAGE_DESCRIPTION, JPEG_MAX_EXIF, SOFTWARE, USER_COMMENT
-from sdenhance.io.infotext import format_infotext
+from sdenhance.io.formats import DEEP, SAVE_SUFFIXES, check_quality, encoder_params, format_of
+from sdenhance.io.loaded import one_line
 from sdenhance.io.paths import check_output, describe_os_error
+from sdenhance.io.save_params import FileMetadata, file_metadata, pil_params
 
 log = logging.getLogger("sdenhance")
 
-SAVE_SUFFIXES = {
-    ".png": "PNG",
-    ".jpg": "JPEG",
-    ".jpeg": "JPEG",
-    ".webp": "WEBP",
-    ".tif": "TIFF",
-    ".tiff": "TIFF",
-}
+__all__ = ["SAVE_SUFFIXES", "save_image"]
 
 
 def save_image(
-    image: Image.Image,
+    image: Image.Image | DeepImage,
     path: str | os.PathLike[str],
     *,
     alpha: Image.Image | None = None,
     metadata: Mapping[str, Any] | None = None,
     protect: Iterable[str | os.PathLike[str]] = (),
-    quality: int = 95,
+    quality: int | None = None,
+    strip_metadata: bool = False,
+    to_srgb: bool = False,
 ) -> Path:
-    """Write `image` atomically as PNG/JPEG/WebP/TIFF (by suffix) with its run record.
+    """Write `image` atomically as PNG/JPEG/WebP/AVIF/TIFF (by suffix) with its run record.
 
     `image` is RGB, RGBA (alpha from it) or L; an explicit `alpha` ('L', same size) replaces
-    it. The file appears complete or not at all (temp file, fsync, rename), so an interrupt
-    never leaves a broken output. `path` may not be any file in `protect` (the inputs).
-    `metadata` (the run record) is written as A1111 infotext and as `sdenhance` JSON.
+    it; a `DeepImage` is written at 16 bits to PNG and TIFF. The file appears complete or not
+    at all (temp file, fsync, rename), so an interrupt never leaves a broken output. `path` may
+    not be any file in `protect` (the inputs). `metadata` (the run record) is written as A1111
+    infotext and as `sdenhance` JSON; the ICC profile, EXIF and XMP in `image.info` (what the
+    loader carried from the input) are written too. `quality` (1-100, lossy formats; None: the
+    format's default). `to_srgb` converts the pixels from their profile to sRGB;
+    `strip_metadata` writes no profile, EXIF, XMP or record (pixels in another profile are
+    converted to sRGB first, so colours stay right).
     """
     path = Path(path)
-    fmt = SAVE_SUFFIXES.get(path.suffix.lower())
-    if fmt is None:
-        raise SdenhanceError(
-            f"output {path}: unsupported suffix {path.suffix or '(none)'!r}; use .png, .jpg, .jpeg, .webp, .tif or .tiff"
-        )
-    if isinstance(quality, bool) or not isinstance(quality, int) or not 1 <= quality <= 100:
-        raise SdenhanceError(f"`quality` must be a whole number from 1 to 100; got {quality!r}")
+    fmt = format_of(path)
+    check_quality(quality)
     for other in protect:
         if _same_file(path, Path(other)):
             raise SdenhanceError(
@@ -65,16 +62,82 @@ def save_image(
     if os.path.isdir(path):  # False (not an error) for a name too long to exist
         raise SdenhanceError(f"output {path} is a folder; give a file name")
     check_output(path)
-    out = _prepare_for_save(image, alpha, fmt, path)
-    params = _save_params(out, fmt, metadata, quality)
+    image, converted = _output_colours(image, fmt, to_srgb or strip_metadata)
+    if isinstance(image, DeepImage):
+        meta = file_metadata(image.info, metadata, image.size, strip=strip_metadata, srgb=converted)
+        write = _deep_writer(image, fmt, meta)
+    else:
+        info = dict(image.info)
+        out = _prepare_for_save(image, alpha, fmt, path)
+        meta = file_metadata(info, metadata, out.size, strip=strip_metadata, srgb=converted)
+        write = _pil_writer(out, fmt, meta, quality, path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise SdenhanceError(
             f"cannot create folder {path.parent}: {describe_os_error(exc)}"
         ) from None
-    write_atomic(path, lambda f: out.save(f, format=fmt, **params))
+    write_atomic(path, write)
     return path
+
+
+def _output_colours(
+    image: Image.Image | DeepImage, fmt: str, srgb: bool
+) -> tuple[Image.Image | DeepImage, bool]:
+    """The image in the colours it is written in, and whether it was converted to sRGB.
+
+    16-bit pixels go to 8 bits for formats without 16 bits, and for an sRGB conversion
+    (ImageCms converts 8-bit pixels only)."""
+    from sdenhance.io.profiles import convert_to_srgb, is_srgb
+
+    icc = image.info.get("icc_profile")
+    convert = srgb and isinstance(icc, bytes) and not is_srgb(icc)
+    if isinstance(image, DeepImage) and (fmt not in DEEP or convert):
+        if fmt in DEEP:
+            log.info("converted to sRGB at 8 bits per channel")
+        image = image.to_image()
+    if not convert:
+        return image, False
+    info = dict(image.info)
+    try:
+        out = convert_to_srgb(image, icc) if image.mode in ("RGB", "RGBA") else image
+    except Exception as exc:  # an unusable profile: keep the pixels, say so
+        log.warning("could not convert to sRGB (%s); pixels written as they are", one_line(exc))
+        return image, False
+    out.info = {k: v for k, v in info.items() if k != "icc_profile"}
+    return out, True
+
+
+def _pil_writer(
+    out: Image.Image, fmt: str, meta: FileMetadata, quality: int | None, path: Path
+) -> Callable[[Any], None]:
+    params = {**encoder_params(fmt, quality), **pil_params(fmt, meta)}
+    carried = meta.exif is not None or meta.xmp is not None
+
+    def write(f: Any) -> None:
+        try:
+            out.save(f, format=fmt, **params)
+        except (ValueError, TypeError, KeyError, struct.error) as exc:
+            if not carried:
+                raise
+            # odd camera tags Pillow cannot write: the picture matters more than they do
+            log.warning(
+                "%s: the input's EXIF/XMP could not be written (%s); saved without them",
+                path.name,
+                one_line(exc),
+            )
+            f.seek(0)
+            f.truncate()
+            plain = dataclasses.replace(meta, exif=None, xmp=None)
+            out.save(f, format=fmt, **{**encoder_params(fmt, quality), **pil_params(fmt, plain)})
+
+    return write
+
+
+def _deep_writer(image: DeepImage, fmt: str, meta: FileMetadata) -> Callable[[Any], None]:
+    from sdenhance.io.deep_save import write_deep
+
+    return lambda f: write_deep(f, image, fmt, meta)
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -127,72 +190,3 @@ def _without_info(image: Image.Image) -> Image.Image:
     out = image.copy()
     out.info = {}
     return out
-
-
-def _save_params(
-    image: Image.Image, fmt: str, metadata: Mapping[str, Any] | None, quality: int
-) -> dict[str, Any]:
-    """Encoder options plus the metadata in the place each format keeps it."""
-    from sdenhance._version import __version__
-
-    params: dict[str, Any] = {}
-    if fmt == "JPEG":
-        params.update(quality=quality, subsampling=0 if quality >= 90 else 2)
-    elif fmt == "WEBP":
-        params.update(quality=quality, lossless=quality == 100, exact=True)
-    elif fmt == "TIFF":
-        params.update(compression="tiff_adobe_deflate")
-    software = f"sdenhance {__version__}"
-    if metadata is None:
-        return params
-    record = {"version": __version__, **{k: v for k, v in metadata.items() if k != "version"}}
-    record_json = json.dumps(record, default=_json_default, ensure_ascii=False)
-    infotext = format_infotext(record, size=image.size)
-    if fmt == "PNG":
-        from PIL.PngImagePlugin import PngInfo
-
-        info = PngInfo()
-        info.add_text("parameters", infotext)
-        info.add_text("sdenhance", record_json)
-        info.add_text("Software", software)
-        params["pnginfo"] = info
-    elif fmt == "TIFF":
-        # TIFF ASCII tags are 7-bit: JSON with \u escapes keeps every character
-        described = json.dumps({"sdenhance": record, "parameters": infotext}, default=_json_default)
-        params["tiffinfo"] = {IMAGE_DESCRIPTION: described, SOFTWARE: software}
-    else:
-        exif = _exif_with(infotext, record, software)
-        if fmt == "JPEG" and len(exif.tobytes()) > JPEG_MAX_EXIF:
-            log.warning("run record too long for JPEG EXIF; kept the A1111 parameters only")
-            exif = _exif_with(infotext, None, software)
-            if len(exif.tobytes()) > JPEG_MAX_EXIF:
-                log.warning("A1111 parameters too long for JPEG EXIF; metadata not written")
-                exif = _exif_with(None, None, software)
-        params["exif"] = exif
-    return params
-
-
-def _exif_with(infotext: str | None, record: Mapping[str, Any] | None, software: str) -> Image.Exif:
-    """EXIF as A1111 writes it: infotext in UserComment with the 'UNICODE' charset header and
-    big-endian UTF-16; our JSON record (ASCII-escaped) in ImageDescription."""
-    exif = Image.Exif()
-    exif[SOFTWARE] = software
-    if record is not None:
-        exif[IMAGE_DESCRIPTION] = json.dumps({"sdenhance": record}, default=_json_default)
-    if infotext is not None:
-        exif.get_ifd(EXIF_IFD)[USER_COMMENT] = b"UNICODE\x00" + infotext.encode("utf-16-be")
-    return exif
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, (set, frozenset)):
-        return sorted(value, key=str)
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return dataclasses.asdict(value)
-    return str(value)

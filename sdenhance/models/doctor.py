@@ -21,6 +21,7 @@ EXTRAS = {
     "controlnet_aux": "aux",
     "spandrel": "upscalers",
     "onnxruntime": "onnx",
+    "pillow_heif": "heic",
 }
 
 

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from sdenhance.errors import SdenhanceError
+from sdenhance.errors import ModelNotFoundError, SdenhanceError
 from sdenhance.models.config import (
     DEFAULTS,
     NO_CONTROLNET,
@@ -333,11 +333,7 @@ class Engine:
         )
         if spec or self.model.inpaint:
             if "inpaint_base" not in self._pipes:
-                resolved = (
-                    resolve(spec, role="pipeline", allow_pickle=self.config.allow_pickle)
-                    if spec
-                    else self.model
-                )
+                resolved = self._resolve_inpaint(spec) if spec else self.model
                 if spec and "model" in self._resolved and resolved.family != self.family:
                     raise SdenhanceError(
                         f"inpainting model {spec} is {resolved.family.upper()} but the model "
@@ -358,6 +354,13 @@ class Engine:
         return self._derive(
             ("inpaint", scheduler, source is not self._pipes.get("base")), cls, source, scheduler
         )
+
+    def _resolve_inpaint(self, spec: str) -> ResolvedModel:
+        try:
+            return resolve(spec, role="pipeline", allow_pickle=self.config.allow_pickle)
+        except ModelNotFoundError as exc:
+            exc.option = "inpaint_model"  # the fix is the option that named it
+            raise
 
     def generator(self, seed: int):
         """A CPU generator: the same seed gives the same noise on every device."""

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sdenhance.errors import SdenhanceError
+from sdenhance.errors import ModelNotFoundError, SdenhanceError
 from sdenhance.models.folders import check_folder, read_config, text_field
 from sdenhance.models.formats import PICKLE_SUFFIXES
 
@@ -17,6 +17,7 @@ log = logging.getLogger("sdenhance")
 
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+_CHECKPOINT_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin", ".gguf")
 
 
 def hub_offline() -> bool:
@@ -64,12 +65,25 @@ class ResolvedModel:
         return out
 
 
-def _missing(spec: str, role: str, looked: str) -> SdenhanceError:
-    flag = "--controlnet" if role == "controlnet" else "--model"
-    return SdenhanceError(
-        f"{role} `{spec}` not found: {looked}",
-        hint=f"pass {flag} PATH to a diffusers folder or .safetensors file, go online once "
-        "(unset HF_HUB_OFFLINE) to download it, or use --creativity 0 for Real-ESRGAN alone",
+def _missing(spec: str, role: str, looked: str, *, online: bool = True) -> SdenhanceError:
+    name = "ControlNet" if role == "controlnet" else "model"
+    return ModelNotFoundError(f"{name} `{spec}` not found: {looked}", role=role, online=online)
+
+
+def _looks_local(spec: str) -> bool:
+    """A spec meant as a path on this machine: written as one (./x, ../x, /x, ~/x, a checkpoint
+    suffix) or under a folder that exists here (`models/nope` beside a `models` folder)."""
+    if spec.startswith((".", "/", "~", os.sep)) or spec.lower().endswith(_CHECKPOINT_SUFFIXES):
+        return True
+    head = spec.replace(os.sep, "/").split("/", 1)[0]
+    return "/" in spec.replace(os.sep, "/") and Path(head).is_dir()
+
+
+def _missing_path(spec: str, role: str) -> ModelNotFoundError:
+    kind = "file" if spec.lower().endswith(_CHECKPOINT_SUFFIXES) else "folder"
+    name = "ControlNet" if role == "controlnet" else "model"
+    return ModelNotFoundError(
+        f"{name} {kind} {spec} does not exist", role=role, online=False, local=True
     )
 
 
@@ -130,8 +144,8 @@ def resolve(spec: str, *, role: str = "pipeline", allow_pickle: bool = False) ->
         if found_role != role:
             raise SdenhanceError(f"{path} is a {found_role}, but a {role} was expected here")
         return ResolvedModel(spec, "folder", path, family, role, inpaint)
-    if os.sep in spec and not _HUB_ID.match(spec) or spec.endswith((".safetensors", ".ckpt")):
-        raise SdenhanceError(f"model file not found: {spec}")
+    if _looks_local(spec):
+        raise _missing_path(spec, role)
     if not _HUB_ID.match(spec):
         raise _missing(spec, role, "not a file, a folder or a hub id (org/name)")
     return _resolve_hub(spec, role)

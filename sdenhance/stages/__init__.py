@@ -10,14 +10,15 @@ from __future__ import annotations
 import importlib
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Protocol
 
-from sdenhance.errors import SdenhanceError
+from sdenhance.errors import ModelNotFoundError, SdenhanceError
 from sdenhance.io.convert import join_alpha, split_alpha
-from sdenhance.options import from_mapping, to_dict
+from sdenhance.options import from_mapping
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -111,18 +112,41 @@ def preflight(stage: str, opts: Any, ctx: Context) -> None:
     """Stage `stage`'s checks of `opts` (and of `ctx.images` shared by every input) that need
     no input image, if it has any: run once before a batch, so what is wrong for every input
     is refused once. Stages run the same checks themselves, so skipping this loses nothing."""
-    check = getattr(get_stage(stage), "preflight", None)
+    module = get_stage(stage)
+    check = getattr(module, "preflight", None)
     if check is not None:
-        check(opts, ctx)
+        with _offline_way_round(module):
+            check(opts, ctx)
+
+
+@contextmanager
+def _offline_way_round(module: ModuleType) -> Iterator[None]:
+    """A missing model's error names the stage's own way round it (its `OFFLINE` option)."""
+    try:
+        yield
+    except ModelNotFoundError as exc:
+        exc.offline = exc.offline or getattr(module, "OFFLINE", None)
+        raise
 
 
 def apply_stage(stage: str, image: Image.Image, opts: Any, ctx: Context) -> Image.Image:
-    """Run one stage with the image convention applied: alpha aside, then restored."""
+    """Run one stage with the image convention applied: alpha aside, then restored.
+
+    The step is recorded in `ctx.record` (`stages.records`), and the result carries what the
+    input carried for its outputs (ICC profile, EXIF, XMP) in its `info`.
+    """
+    from sdenhance.io.save_params import CARRIED_KEYS
+    from sdenhance.stages.records import record_step
+
     module = get_stage(stage)
     rgb, alpha = split_alpha(image)
     ctx.images.setdefault("original", rgb)
     if alpha is not None:
         ctx.images.setdefault("alpha", alpha)
-    out = module.run(rgb, opts, ctx)
-    ctx.record.setdefault("steps", []).append({"stage": stage, "options": to_dict(opts)})
-    return join_alpha(out, alpha)
+    before = dict(ctx.record)
+    with _offline_way_round(module):
+        out = module.run(rgb, opts, ctx)
+    record_step(ctx.record, before, stage, module, opts, (rgb.size, out.size))
+    result = join_alpha(out, alpha)
+    result.info.update({k: image.info[k] for k in CARRIED_KEYS if k in image.info})
+    return result

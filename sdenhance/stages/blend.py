@@ -7,6 +7,7 @@ the original's grain and texture while keeping most of the new detail.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -14,6 +15,7 @@ from sdenhance.errors import SdenhanceError
 from sdenhance.options import option
 
 if TYPE_CHECKING:
+    import numpy as np
     from PIL import Image
 
     from sdenhance.stages import Context
@@ -37,13 +39,29 @@ def run(image: Image.Image, opts: Options, ctx: Context) -> Image.Image:
     if opts.opacity == 1.0:
         return image
 
+    from sdenhance.io.convert import from_array, to_array
+
+    refs = {"original": to_array(original.convert("RGB"))}
+    return from_array(run_array(to_array(image.convert("RGB")), opts, refs))
+
+
+ROLES = ("original",)
+
+
+def run_array(image: np.ndarray, opts: Options, refs: Mapping[str, np.ndarray]) -> np.ndarray:
+    """The blend on float pixels (H, W, 3) in [0, 1] over `refs["original"]` (any size).
+    Pure arithmetic: 16-bit inputs stay 16-bit."""
+    base = refs.get("original")
+    if base is None:
+        raise SdenhanceError("blend needs the original image (`original`)")
+    if opts.opacity == 1.0:
+        return image
+
     import numpy as np
 
-    from sdenhance.io.convert import from_array, to_array
     from sdenhance.ops.resize import resize
 
-    base = to_array(original.convert("RGB"))
-    if original.size != image.size:
-        base = np.clip(resize(base, image.size, "lanczos"), 0.0, 1.0)  # no Lanczos overshoot
-    mixed = opts.opacity * to_array(image.convert("RGB")) + (1.0 - opts.opacity) * base
-    return from_array(mixed)
+    height, width = image.shape[:2]
+    if base.shape[:2] != (height, width):
+        base = np.clip(resize(base, (width, height), "lanczos"), 0.0, 1.0)  # no overshoot
+    return opts.opacity * image + (1.0 - opts.opacity) * base

@@ -7,6 +7,7 @@ the fix matches the untouched input rather than the previous step.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -14,6 +15,7 @@ from sdenhance.errors import SdenhanceError
 from sdenhance.options import option
 
 if TYPE_CHECKING:
+    import numpy as np
     from PIL import Image
 
     from sdenhance.stages import Context
@@ -43,19 +45,27 @@ def run(image: Image.Image, opts: Options, ctx: Context) -> Image.Image:
     """Colour-correct `image` against the reference (or the original) with `opts.method`."""
     if opts.method == "none" or opts.strength == 0.0:
         return image
-    reference = ctx.images.get("reference")
+    from sdenhance.io.convert import from_array, to_array
+
+    role = next((r for r in ROLES if ctx.images.get(r) is not None), None)
+    refs = {role: to_array(ctx.images[role].convert("RGB"))} if role else {}
+    return from_array(run_array(to_array(image.convert("RGB")), opts, refs))
+
+
+ROLES = ("reference", "original")
+
+
+def run_array(image: np.ndarray, opts: Options, refs: Mapping[str, np.ndarray]) -> np.ndarray:
+    """The colour fix on float pixels (H, W, 3) in [0, 1]; `refs` holds the reference and/or
+    the original as float arrays (any size). Pure arithmetic: 16-bit inputs stay 16-bit."""
+    if opts.method == "none" or opts.strength == 0.0:
+        return image
+    reference = refs.get("reference")
     if reference is None:
-        reference = ctx.images.get("original")
+        reference = refs.get("original")
     if reference is None:
         raise SdenhanceError("colorfix needs a reference image (`reference` or `original`)")
 
-    from sdenhance.io.convert import from_array, to_array
     from sdenhance.ops.color import color_transfer
 
-    out = color_transfer(
-        to_array(image.convert("RGB")),
-        to_array(reference.convert("RGB")),
-        opts.method,
-        strength=opts.strength,
-    )
-    return from_array(out)
+    return color_transfer(image, reference, opts.method, strength=opts.strength)

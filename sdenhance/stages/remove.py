@@ -93,6 +93,20 @@ class Options(NetworkOptions):
             inpaint_options(self)
 
 
+# a missing inpainting model has an offline way round: the fill alone
+OFFLINE = ("refine", False, "for the offline fill alone")
+
+_REFINE_OPTIONS = ("refine_strength", "prompt", "negative_prompt", "steps", "guidance")
+
+
+def in_effect(opts: Options) -> tuple[frozenset[str], str] | None:
+    """Without `refine` the fill runs alone: the refinement's options do nothing."""
+    if opts.refine:
+        return None
+    kept = {f for f in Options.__dataclass_fields__ if f not in _REFINE_OPTIONS}
+    return frozenset(kept), "without refine only the offline fill runs"
+
+
 def fill_radius(opts: Options) -> int:
     """The radius the fill uses: the option, or the method's default."""
     return opts.radius if opts.radius is not None else fill.DEFAULT_RADIUS[opts.method]

@@ -8,6 +8,7 @@ PIL widens its filter with the reduction, so it averages like an area filter (no
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -17,6 +18,7 @@ from sdenhance.upscalers.registry import upscaler_names
 from sdenhance.upscalers.upscale import upscale
 
 if TYPE_CHECKING:
+    import numpy as np
     from PIL import Image
 
     from sdenhance.stages import Context
@@ -78,3 +80,26 @@ def run(image: Image.Image, opts: Options, ctx: Context) -> Image.Image:
         progress=ctx.progress,
         allow_pickle=ctx.allow_pickle,
     )
+
+
+ROLES: tuple[str, ...] = ()
+
+
+def run_array(image: np.ndarray, opts: Options, refs: Mapping[str, np.ndarray]) -> np.ndarray:
+    """A Lanczos or bicubic resize of float pixels (H, W, C), no 8-bit rounding in between;
+    clipped to [0, 1] (resampling overshoots at edges). Other upscalers are not colour maths."""
+    import numpy as np
+
+    from sdenhance.ops.resize import resize
+
+    if opts.upscaler not in PURE_UPSCALERS:
+        raise ValueError(f"`{opts.upscaler}` is not a pure resample; use run()")
+    height, width = image.shape[:2]
+    size = target_size((width, height), opts)
+    if size == (width, height):
+        return image.copy()
+    shrink = size[0] < width or size[1] < height
+    return np.clip(resize(image, size, "lanczos" if shrink else opts.upscaler), 0.0, 1.0)
+
+
+PURE_UPSCALERS = ("lanczos", "bicubic")

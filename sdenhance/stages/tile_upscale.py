@@ -162,6 +162,17 @@ class Options(NetworkOptions):
             )
 
 
+OFFLINE = ("creativity", 0, "for Real-ESRGAN alone")  # the way round a missing model
+
+
+def in_effect(opts: Options) -> tuple[frozenset[str], str] | None:
+    """At creativity 0 only the pre-upscaler runs: its options and the size are all that count."""
+    if opts.creativity > 0:
+        return None
+    size = ("width", "height") if opts.width or opts.height else ("scale",)
+    return frozenset(("creativity", "upscaler", *size)), "at creativity 0 only the upscaler runs"
+
+
 def target_size(size: tuple[int, int], opts: Options) -> tuple[int, int]:
     """Output size from `scale` or `width`/`height` (the missing side keeps the aspect)."""
     w, h = size
@@ -356,7 +367,6 @@ def run(image: Image.Image, opts: Options, ctx: Context) -> Image.Image:
     size_out = target_size(image.size, opts)
     if opts.creativity == 0:
         # the pre-upscaler alone: offline, no diffusion model
-        ctx.record.update(size_in=list(image.size), size_out=list(size_out))
         return pre_upscale(image, size_out, opts, ctx)
     preflight(opts, ctx)
     engine = ctx.engine
@@ -381,8 +391,6 @@ def run(image: Image.Image, opts: Options, ctx: Context) -> Image.Image:
         prompt=opts.prompt,
         negative_prompt=opts.negative_prompt,
         models=engine.describe(),
-        size_in=list(image.size),
-        size_out=list(size_out),
         tiles=len(work.tiles),
         seconds=round(time.perf_counter() - started, 2),
     )
