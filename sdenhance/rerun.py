@@ -31,11 +31,6 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
-class RecordStep(_Strict):
-    stage: Annotated[str, Field(max_length=64)]
-    options: dict[Annotated[str, Field(max_length=64)], Any] = Field(default_factory=dict)
-
-
 class RecordInput(_Strict):
     name: Annotated[str, Field(min_length=1, max_length=255)]
     sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{8,64}$")] | None = None
@@ -62,22 +57,14 @@ class RecordNetwork(_Strict):
     hash: Annotated[str, Field(pattern=r"^[0-9a-f]{1,64}$")] | None = None
 
 
-class RunRecord(_Strict):
-    """Every key an sdenhance output's record may hold; anything else is refused."""
+class _Entries(_Strict):
+    """What a stage records about its own run: the same keys in a step and at the top level."""
 
-    steps: Annotated[list[RecordStep], Field(min_length=1, max_length=MAX_STEPS)]
-    version: Annotated[str, Field(max_length=64)] | None = None
-    seed: Annotated[int, Field(ge=0, lt=2**32)] | None = None
     models: dict[Annotated[str, Field(max_length=64)], Scalar | dict[str, Scalar]] = Field(
         default_factory=dict
     )
-    input: RecordInput | None = None
     size_in: Annotated[list[Side], Field(min_length=2, max_length=2)] | None = None
     size_out: Annotated[list[Side], Field(min_length=2, max_length=2)] | None = None
-    prompt: Annotated[str, Field(max_length=MAX_TEXT)] | None = None
-    negative_prompt: Annotated[str, Field(max_length=MAX_TEXT)] | None = None
-    recipe: Annotated[str, Field(max_length=255)] | None = None
-    prompt_source: Annotated[str, Field(max_length=32)] | None = None
     tiles: Annotated[int, Field(ge=0)] | None = None
     seconds: Annotated[float, Field(ge=0)] | None = None
     memory_fallback: dict[str, int | None] | None = None
@@ -89,6 +76,7 @@ class RunRecord(_Strict):
     loras: Annotated[list[RecordNetwork], Field(max_length=64)] | None = None
     embeddings: Annotated[list[RecordNetwork], Field(max_length=64)] | None = None
     prompt_chunks: Annotated[int, Field(ge=1, le=64)] | None = None
+    bits: Annotated[int, Field(ge=1, le=32)] | None = None
 
     @field_validator("size_in", "size_out")
     @classmethod
@@ -98,6 +86,26 @@ class RunRecord(_Strict):
                 f"{size[0]}×{size[1]} is over the limit of {MAX_OUTPUT_PIXELS // 1_000_000} MP"
             )
         return size
+
+
+class RecordStep(_Entries):
+    stage: Annotated[str, Field(max_length=64)]
+    options: dict[Annotated[str, Field(max_length=64)], Any] = Field(default_factory=dict)
+    generative: bool | None = None
+
+
+class RunRecord(_Entries):
+    """Every key an sdenhance output's record may hold; anything else is refused."""
+
+    steps: Annotated[list[RecordStep], Field(min_length=1, max_length=MAX_STEPS)]
+    version: Annotated[str, Field(max_length=64)] | None = None
+    seed: Annotated[int, Field(ge=0, lt=2**32)] | None = None
+    input: RecordInput | None = None
+    prompt: Annotated[str, Field(max_length=MAX_TEXT)] | None = None
+    negative_prompt: Annotated[str, Field(max_length=MAX_TEXT)] | None = None
+    recipe: Annotated[str, Field(max_length=255)] | None = None
+    prompt_source: Annotated[str, Field(max_length=32)] | None = None
+    fingerprint: Annotated[str, Field(max_length=128)] | None = None
 
     @field_validator("models")
     @classmethod
