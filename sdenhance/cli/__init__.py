@@ -68,9 +68,19 @@ def _root(
 
 
 def _register() -> None:
-    from sdenhance.cli import color, facefix, img2img, info, inpaint, recipes, serve, upscale
+    from sdenhance.cli import (
+        color,
+        enhance,
+        facefix,
+        img2img,
+        info,
+        inpaint,
+        recipes,
+        serve,
+        upscale,
+    )
 
-    for module in (upscale, img2img, inpaint, facefix, color, recipes, info, serve):
+    for module in (upscale, enhance, img2img, inpaint, facefix, color, recipes, info, serve):
         app.add_typer(module.app)
 
 
