@@ -113,15 +113,17 @@ def timing_lines(repeats: int) -> list[str]:
     from sdenhance.enhance.run import diagnose_image
 
     rgb = cv2.resize(data.sources()[5].rgb, (1000, 1000), interpolation=cv2.INTER_CUBIC)
-    seconds = []
+    seconds, cpu = [], []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         diagnose_image(rgb)
         seconds.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
     return [
-        f"Diagnosis of a 1000×1000 photo (faces included), {repeats} runs: median "
-        f"{np.median(seconds):.3f} s, best {min(seconds):.3f} s, on one process of a 2-core "
-        f"machine shared with other work (load average {load_average()}).",
+        f"Diagnosis of a 1000×1000 photo (faces included), {repeats} runs on one core: CPU time "
+        f"median {np.median(cpu):.3f} s (best {min(cpu):.3f} s); wall time median "
+        f"{np.median(seconds):.3f} s on a 2-core machine shared with other work (load average "
+        f"{load_average()}).",
     ]
 
 

@@ -43,10 +43,10 @@ def _square(rgb: np.ndarray, side: int) -> np.ndarray:
 def plan_section(quick: bool, verbose: bool = False) -> tuple[list[str], list[str]]:
     """Per degradation: mean PSNR / SSIM / dE2000 of bicubic, Real-ESRGAN alone, the offline
     plan, and each candidate pre-processing step before Real-ESRGAN (the evidence for `OFFLINE`)."""
+    from sdenhance.enhance.plan import OFFLINE, denoise_strength, plan
     from sdenhance.enhance.run import diagnose_image
     from sdenhance.ops.deblur import estimate_psf
     from sdenhance.ops.metrics import compare
-    from sdenhance.enhance.plan import OFFLINE, denoise_strength, plan
     from sdenhance.recipes import Recipe, Step, run_recipe
     from sdenhance.stages import Context
 
@@ -232,9 +232,9 @@ def deblur_section(quick: bool) -> tuple[list[str], str]:
 def denoise_lines(photos) -> list[str]:
     """The plan's denoise at the image's own size (no upscale after it): nlmeans at the strength
     the measured noise gives, against the noisy input."""
+    from sdenhance.enhance.plan import denoise_strength
     from sdenhance.ops import image_stats as st
     from sdenhance.ops.metrics import psnr
-    from sdenhance.enhance.plan import denoise_strength
     from sdenhance.stages.denoise import denoise_array
 
     rows = []

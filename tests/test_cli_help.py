@@ -13,7 +13,9 @@ from sdenhance._version import __version__
 from sdenhance.cli import app
 from sdenhance.stages import get_stage
 
-COMMANDS = ["upscale", "img2img", "inpaint", "remove", "facefix", "colorfix", "blend", "denoise"]
+COMMANDS = [
+    "upscale", "img2img", "inpaint", "remove", "facefix", "colorfix", "blend", "denoise", "deblur",
+]  # fmt: skip
 runner = CliRunner()
 
 

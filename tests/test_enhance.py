@@ -15,11 +15,11 @@ from typer.testing import CliRunner
 
 from sdenhance import Enhancer
 from sdenhance.cli import app
+from sdenhance.enhance.plan import OFFLINE, SAME_SIZE, plan, recipe_toml, target_size
 from sdenhance.enhance.run import diagnose_image, make_plan
 from sdenhance.io.load import read_metadata
 from sdenhance.ops.deblur import estimate_psf, gaussian_psf
 from sdenhance.ops.diagnose import FINDINGS
-from sdenhance.enhance.plan import OFFLINE, SAME_SIZE, plan, recipe_toml, target_size
 from sdenhance.recipes import Recipe, Step, load_recipe, parse_recipe
 
 runner = CliRunner()

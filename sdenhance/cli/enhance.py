@@ -1,4 +1,4 @@
-"""`sdenhance enhance`: diagnose each image, show the plan, run it."""
+"""`sdenhance enhance` (diagnose each image, show the plan, run it) and `sdenhance deblur`."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from typing import Annotated, Any
 
 import typer
 
-from sdenhance.models.config import EngineConfig
-from sdenhance.errors import SdenhanceError
 from sdenhance.cli import common as c
+from sdenhance.errors import SdenhanceError
+from sdenhance.models.config import EngineConfig
 
 app = typer.Typer()
 
@@ -142,6 +142,23 @@ def enhance(
         engine=engine,
         seed=seed,
     )
+
+
+@app.command("deblur")
+@c.stage_options("deblur")
+def deblur(
+    inputs: c.Inputs,
+    output: c.Output = None,
+    overwrite: c.Overwrite = False,
+    verbose: c.Verbose = False,
+    values: dict[str, Any] | None = None,
+) -> None:
+    """Undo defocus or motion blur offline (Wiener, PSF read from the image unless given)."""
+    from sdenhance.stages import build_options
+
+    c.setup_logging(verbose)
+    opts = build_options("deblur", values or {})
+    c.process_images(inputs, output, "deblur", c.stage_work("deblur", opts), overwrite=overwrite)
 
 
 def _load(path: Path):

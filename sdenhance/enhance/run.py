@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image
 
-from sdenhance.ops.diagnose import Diagnosis, diagnose
 from sdenhance.enhance.plan import plan
+from sdenhance.ops.diagnose import Diagnosis, diagnose
 from sdenhance.recipes import Recipe, run_recipe
 
 if TYPE_CHECKING:
