@@ -24,6 +24,7 @@ PLAN_DEGRADATIONS = (
     ("noise σ20", lambda x: data.add_noise(x, 20)),
     ("blur σ1", lambda x: data.gaussian_blur(x, 1.0)),
     ("blur σ1.5", lambda x: data.gaussian_blur(x, 1.5)),
+    ("motion 5 px", lambda x: data.motion_blur(x, 5, 30.0)),
     ("JPEG q15", lambda x: data.jpeg(x, 15)),
     ("JPEG q30", lambda x: data.jpeg(x, 30)),
     ("warm cast", lambda x: data.colour_cast(x, (1.15, 1.0, 0.8))),
@@ -43,7 +44,7 @@ def _square(rgb: np.ndarray, side: int) -> np.ndarray:
 def plan_section(quick: bool, verbose: bool = False) -> tuple[list[str], list[str]]:
     """Per degradation: mean PSNR / SSIM / dE2000 of bicubic, Real-ESRGAN alone, the offline
     plan, and each candidate pre-processing step before Real-ESRGAN (the evidence for `OFFLINE`)."""
-    from sdenhance.enhance.plan import OFFLINE, denoise_strength, plan
+    from sdenhance.enhance.plan import OFFLINE, denoise_strength, plan, psf_options
     from sdenhance.enhance.run import diagnose_image
     from sdenhance.ops.deblur import estimate_psf
     from sdenhance.ops.metrics import compare
@@ -56,9 +57,15 @@ def plan_section(quick: bool, verbose: bool = False) -> tuple[list[str], list[st
     scores: dict[tuple[str, str], list[tuple[float, float, float]]] = defaultdict(list)
     verdicts = []
 
+    cache: dict[str, np.ndarray] = {}
+
     def run(steps, lr):
-        recipe = Recipe("bench", tuple(steps))
-        return np.asarray(run_recipe(recipe, Image.fromarray(lr), ctx=Context(seed=0)))
+        """The steps' output on `lr`; the same steps on the same input run once."""
+        key = repr([(s.stage, sorted(s.options.items())) for s in steps])
+        if key not in cache:
+            recipe = Recipe("bench", tuple(steps))
+            cache[key] = np.asarray(run_recipe(recipe, Image.fromarray(lr), ctx=Context(seed=0)))
+        return cache[key]
 
     def up() -> Step:
         return Step("resize", {"width": 4 * LR, "height": 4 * LR, "upscaler": "realesrgan-x4plus"})
@@ -68,6 +75,7 @@ def plan_section(quick: bool, verbose: bool = False) -> tuple[list[str], list[st
         base = data.downscale(gt, 4)
         for deg_name, apply in degradations:
             lr = apply(base)
+            cache.clear()
             d = diagnose_image(lr, target=4 * LR)
             esrgan = run([up()], lr)
             bicubic = np.asarray(
@@ -77,10 +85,7 @@ def plan_section(quick: bool, verbose: bool = False) -> tuple[list[str], list[st
             recipe = plan(d, target=4 * LR, psf=psf, rules=OFFLINE)
             if verbose:
                 print(f"{source.name} / {deg_name}: {recipe.description}", file=sys.stderr)
-            only_esrgan = [(s.stage, dict(s.options)) for s in recipe.steps] == [
-                ("resize", dict(up().options))
-            ]
-            planned = esrgan if only_esrgan else run(recipe.steps, lr)
+            planned = run(recipe.steps, lr)
             outs = {"bicubic": bicubic, "Real-ESRGAN": esrgan, "enhance --offline": planned}
             sigma = d["noise"].value or 0.0
             if d.present("noise"):
@@ -88,15 +93,7 @@ def plan_section(quick: bool, verbose: bool = False) -> tuple[list[str], list[st
                     [Step("denoise", {"strength": denoise_strength(sigma)}), up()], lr
                 )
             if psf is not None:
-                opts = {
-                    "psf": psf.kind,
-                    **(
-                        {"sigma": psf.sigma}
-                        if psf.kind == "gaussian"
-                        else {"length": psf.length, "angle": psf.angle}
-                    ),
-                }
-                outs["deblur → Real-ESRGAN"] = run([Step("deblur", opts), up()], lr)
+                outs["deblur → Real-ESRGAN"] = run([Step("deblur", psf_options(psf)), up()], lr)
             if source.kind == "illustration":
                 outs["Real-ESRGAN anime"] = run(
                     [Step("resize", {**up().options, "upscaler": "realesrgan-x4plus-anime"})], lr

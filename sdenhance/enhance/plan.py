@@ -106,7 +106,7 @@ def plan(
         )
         why.append(f"noise σ {noise.value:.1f}")
     if blur.present and psf is not None and (diffusion or _at_least(blur.value, rules.deblur_from)):
-        steps.append(Step("deblur", _psf_options(psf)))
+        steps.append(Step("deblur", psf_options(psf)))
         why.append(f"blur σ {blur.value:.2f} px ({psf.kind})")
 
     # 2. Enlarge to the target
@@ -146,7 +146,8 @@ def _at_least(value: float | None, floor: float | None) -> bool:
     return value is not None and floor is not None and value >= floor
 
 
-def _psf_options(psf: Any) -> dict[str, Any]:
+def psf_options(psf: Any) -> dict[str, Any]:
+    """A `deblur` step's options for an estimated PSF (rounded: they are shown and recorded)."""
     if psf.kind == "motion":
         return {
             "psf": "motion",
