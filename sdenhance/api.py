@@ -241,3 +241,58 @@ class Enhancer:
     def facefix(self, image: ImageLike, **options: Any) -> Image.Image:
         """Detect faces and repaint them gently, keeping identity; the rest stays identical."""
         return self.run("facefix", image, **options)
+
+    def diagnose(self, image: ImageLike, *, target: int = 2048):
+        """What `enhance` sees in `image`: a `Diagnosis` of named findings (size, noise, blur,
+        jpeg, faces, text, illustration, old_photo, cast, clipping, ai_generated)."""
+        from sdenhance.enhance.run import diagnose_image
+
+        rgb = split_alpha(as_image(image))[0]
+        return diagnose_image(rgb, target=target, metadata=_metadata(image))
+
+    def plan(self, image: ImageLike, *, target: int = 2048, offline: bool = False):
+        """The `enhance` plan for `image` (diagnosis, recipe, mode), without running it."""
+        from sdenhance.enhance.run import make_plan
+
+        rgb = split_alpha(as_image(image))[0]
+        return make_plan(
+            rgb,
+            target=target,
+            offline=offline,
+            engine_config=self.config,
+            metadata=_metadata(image),
+        )
+
+    def enhance(
+        self,
+        image: ImageLike,
+        *,
+        target: int = 2048,
+        offline: bool = False,
+        seed: int | None = None,
+    ) -> Image.Image:
+        """Diagnose `image`, plan its treatment and run it (offline stages only when `offline`
+        or no diffusion model is on this machine); `last_record` holds the diagnosis and steps."""
+        from sdenhance.enhance.run import make_plan, run_plan
+
+        source = as_image(image)
+        the_plan = make_plan(
+            split_alpha(source)[0],
+            target=target,
+            offline=offline,
+            engine_config=self.config,
+            metadata=_metadata(image),
+        )
+        ctx = self.context(seed=seed)
+        out = run_plan(source, the_plan, ctx)
+        if ctx._engine is not None:
+            self._engine = ctx._engine
+        self.last_record = ctx.record
+        return out
+
+
+def _metadata(image: ImageLike) -> Any:
+    """Generation metadata of a file or a PIL image (its text chunks), for `ai_generated`."""
+    from sdenhance.io.load import read_metadata
+
+    return read_metadata(image)

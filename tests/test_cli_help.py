@@ -14,7 +14,9 @@ from sdenhance.cli import app
 from sdenhance.cli.stage_options import REPEATED
 from sdenhance.stages import get_stage
 
-COMMANDS = ["upscale", "img2img", "inpaint", "remove", "facefix", "colorfix", "blend", "denoise"]
+COMMANDS = [
+    "upscale", "img2img", "inpaint", "remove", "facefix", "colorfix", "blend", "denoise", "deblur",
+]  # fmt: skip
 runner = CliRunner()
 
 

@@ -74,6 +74,7 @@ def _root(
 def _register() -> None:
     from sdenhance.cli import (
         color,
+        enhance,
         facefix,
         img2img,
         info,
@@ -84,7 +85,7 @@ def _register() -> None:
         upscale,
     )
 
-    for module in (upscale, img2img, inpaint, facefix, color, recipes, info, serve, ui):
+    for module in (upscale, enhance, img2img, inpaint, facefix, color, recipes, info, serve, ui):
         app.add_typer(module.app)
 
 

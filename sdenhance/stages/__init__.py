@@ -37,6 +37,7 @@ STAGES: dict[str, str] = {
     "denoise": "sdenhance.stages.denoise",
     "resize": "sdenhance.stages.resize",
     "facefix": "sdenhance.stages.facefix",
+    "deblur": "sdenhance.stages.deblur",
 }
 
 ProgressFn = Callable[[str, int, int], None]
