@@ -77,6 +77,8 @@ class _Entries(_Strict):
     embeddings: Annotated[list[RecordNetwork], Field(max_length=64)] | None = None
     prompt_chunks: Annotated[int, Field(ge=1, le=64)] | None = None
     bits: Annotated[int, Field(ge=1, le=32)] | None = None
+    deblur: Annotated[list[dict[str, Any]], Field(max_length=MAX_STEPS)] | None = None
+    enhance: dict[str, Any] | None = None  # the diagnosis and plan, informational
 
     @field_validator("size_in", "size_out")
     @classmethod
