@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from pathlib import PurePath
 from typing import Any
 
-from sdenhance.cli.stage_options import flag_name
+from sdenhance.cli.stage_options import REPEATED, flag_name
 from sdenhance.stages import get_stage
 from sdenhance.ui.schema import ROLES
 
@@ -51,10 +51,15 @@ def option_words(stage: str, options: Mapping[str, Any]) -> list[str]:
     defaults = {f.name: f.default for f in dataclasses.fields(get_stage(stage).Options)}
     words: list[str] = []
     for name, value in options.items():
+        if isinstance(value, list):  # JSON gives lists where the options hold tuples
+            value = tuple(value)
         if name not in defaults or value == defaults[name] or value is None:
             continue
-        flag = flag_name(name)
-        if isinstance(value, bool):
+        flag = REPEATED.get(name) or flag_name(name)
+        if isinstance(value, tuple):  # repeatable flags: --lora a --lora b
+            for item in value:
+                words += [flag, _value_text(item)]
+        elif isinstance(value, bool):
             words.append(flag if value else "--no-" + flag[2:])
         else:
             words += [flag, _value_text(value)]
