@@ -371,7 +371,8 @@ def test_cancel_a_running_job(ui, photos):
     page.click("#run")
     expect(page.locator("#progress-text")).to_have_text(re.compile(r"\d+/\d+ · ETA"))
     page.click("#cancel")
-    expect(page.locator("#progress-text")).to_have_text("Cancelled")
+    # the job stops at its next step; on a loaded machine that can take a few seconds
+    expect(page.locator("#progress-text")).to_have_text("Cancelled", timeout=30_000)
     page.wait_for_selector("#run:not([disabled])")
     assert files_in(ui["outputs"]) == before
     assert page.locator("#history li").count() == history
