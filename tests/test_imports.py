@@ -9,12 +9,10 @@ import sys
 CODE = """
 import importlib, pkgutil, sys
 import sdenhance
-# the web layers of `sdenhance serve` and `ui` are the only places allowed to import the
-# `serve` extra
-WEB = {"sdenhance.server.app", "sdenhance.server.routes_v1", "sdenhance.server.a1111",
-       "sdenhance.ui.app", "sdenhance.ui.routes"}
+# every module imports without the extras: the server and UI import FastAPI inside the
+# functions that build the app and its routers
 for mod in pkgutil.walk_packages(sdenhance.__path__, "sdenhance."):
-    if not mod.name.endswith("__main__") and mod.name not in WEB:
+    if not mod.name.endswith("__main__"):
         importlib.import_module(mod.name)
 from sdenhance import testing
 testing.build_pipeline("sd15")  # builds diffusers/transformers objects too

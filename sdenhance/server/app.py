@@ -7,20 +7,21 @@ import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-from fastapi import APIRouter, FastAPI, Request
-from fastapi.responses import JSONResponse
+from typing import TYPE_CHECKING, Any
 
 from sdenhance.errors import SdenhanceError
 from sdenhance.server.jobs import JobQueue, QueueFull, UnknownJob
 from sdenhance.server.security import BodyLimit, TokenAuth
 
+if TYPE_CHECKING:
+    from fastapi import APIRouter, FastAPI, Request
+    from fastapi.responses import JSONResponse
+
 log = logging.getLogger("sdenhance")
 
 DEFAULT_MAX_BODY = 64 * 2**20
 
-ExtraRoutes = Iterable[APIRouter | Callable[[FastAPI], None]]
+ExtraRoutes = Iterable["APIRouter | Callable[[FastAPI], None]"]
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,8 @@ def create_app(
     makes one from `settings` and `engine_config` and closes it at shutdown. `extra_routes`
     are routers to include, or callables given the app (to mount static files, say); the token
     and the body limit cover them too."""
+    from fastapi import APIRouter, FastAPI
+
     from sdenhance._version import __version__
     from sdenhance.server import a1111, routes_v1
 
@@ -77,8 +80,8 @@ def create_app(
     app.state.queue = queue
     app.state.settings = settings
     app.add_exception_handler(SdenhanceError, _user_error)
-    app.include_router(routes_v1.router)
-    app.include_router(a1111.router)
+    app.include_router(routes_v1.build_router())
+    app.include_router(a1111.build_router())
     for extra in extra_routes:
         if isinstance(extra, APIRouter):
             app.include_router(extra)
@@ -92,6 +95,8 @@ def create_app(
 
 async def _user_error(request: Request, exc: Exception) -> JSONResponse:
     """User errors as the CLI's one line: 404 unknown job, 429 full queue, else 422."""
+    from fastapi.responses import JSONResponse
+
     if isinstance(exc, UnknownJob):
         return JSONResponse({"detail": str(exc)}, 404)
     if isinstance(exc, QueueFull):

@@ -75,7 +75,9 @@ def create_ui_app(
     settings: ServerSettings, *, engine_config: Any = None, queue: Any = None
 ) -> Shell:
     """`create_app` with the page's routes, wrapped so the page itself loads without a token."""
-    from sdenhance.ui.routes import router
+    from sdenhance.ui.routes import build_router
 
-    app = create_app(settings, engine_config=engine_config, queue=queue, extra_routes=[router])
+    app = create_app(
+        settings, engine_config=engine_config, queue=queue, extra_routes=[build_router()]
+    )
     return Shell(app, shell_files())
