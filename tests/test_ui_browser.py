@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 import numpy as np
 import pytest
 from PIL import Image
+from playwright import sync_api  # a dev dependency, installed by `make test`
 from serverkit import files_in, uvicorn_thread
 from skimage import data
 
@@ -27,7 +28,6 @@ CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = pytest.mark.skipif(
     not CHROMIUM.exists(), reason="Debian's chromium is not installed (apt-get install chromium)"
 )
-sync_api = pytest.importorskip("playwright.sync_api")
 expect = sync_api.expect
 
 TOKEN = "browser-test-token-0123456789"
