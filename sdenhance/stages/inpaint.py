@@ -30,6 +30,7 @@ from sdenhance.stages import Context
 from sdenhance.stages.img2img import DEFAULT_NEGATIVE, effective_steps, pad_to_multiple
 from sdenhance.stages.inpaint_soft import soft_step
 from sdenhance.stages.networks import NetworkOptions
+from sdenhance.stages.shared_mask import check_shared_mask
 
 AREAS = ("masked", "whole")
 FILLS = ("original", "blur", "telea", "noise")
@@ -255,14 +256,7 @@ def grown_region(mask: np.ndarray, opts: Options) -> np.ndarray:
 def preflight(opts: Options, ctx: Context) -> None:
     """The mask every input shares (`ctx.images["mask"]`), checked once before a batch: one
     that selects nothing, or nothing once grown, is wrong for every input."""
-    mask_img = ctx.images.get("mask")
-    if mask_img is None:
-        return
-    mask = mask_from_image(mask_img)
-    if not np.any(mask > 0):
-        check_mask(mask, (mask.shape[1], mask.shape[0]))  # its one "selects nothing" message
-    if not opts.mask_resize:  # the inputs it fits have its size, so this is their region too
-        grown_region(mask, opts)
+    check_shared_mask(opts, ctx, grown_region)
 
 
 def repaint(

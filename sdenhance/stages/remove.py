@@ -21,6 +21,7 @@ from sdenhance.ops.crops import composite_exact
 from sdenhance.ops.masks import check_mask, feather, grow, mask_from_image
 from sdenhance.options import option
 from sdenhance.stages.networks import NetworkOptions
+from sdenhance.stages.shared_mask import check_shared_mask
 
 METHODS = fill.METHODS
 
@@ -166,14 +167,7 @@ def object_region(mask: np.ndarray, opts: Options) -> np.ndarray:
 def preflight(opts: Options, ctx: Any) -> None:
     """The mask every input shares (`ctx.images["mask"]`), checked once before a batch: one
     that selects nothing, or everything once grown, is wrong for every input."""
-    mask_img = ctx.images.get("mask")
-    if mask_img is None:
-        return
-    mask = mask_from_image(mask_img)
-    if not np.any(mask > 0):
-        check_mask(mask, (mask.shape[1], mask.shape[0]))  # its one "selects nothing" message
-    if not opts.mask_resize:  # the inputs it fits have its size, so this is their region too
-        object_region(mask, opts)
+    check_shared_mask(opts, ctx, object_region)
 
 
 def run(image: Image.Image, opts: Options, ctx: Any) -> Image.Image:
