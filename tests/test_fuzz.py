@@ -12,18 +12,16 @@ from __future__ import annotations
 import functools
 import io
 import json
-import signal
 import struct
 import tempfile
-import time
 import warnings
 import zlib
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pytest
 import skimage
+from bounded import time_limit  # the shared harness of the hostile-input tests
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from PIL import Image
@@ -50,27 +48,9 @@ FUZZ = settings(
 # the harness: only SdenhanceError, within the time limit
 
 
-@contextmanager
-def time_limit(seconds: float = LIMIT_S):
-    """Fail (never hang) when the body runs `seconds` or longer."""
-
-    def expired(signum, frame):
-        raise TimeoutError(f"took {seconds} s or more")
-
-    previous = signal.signal(signal.SIGALRM, expired)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    start = time.monotonic()
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
-    assert time.monotonic() - start < seconds
-
-
 def only_user_errors(call, *args):
     """Run `call(*args)`: success or SdenhanceError (one line) pass, anything else fails."""
-    with time_limit(), warnings.catch_warnings():
+    with time_limit(LIMIT_S), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Pillow warns about corrupt EXIF; not what is tested
         try:
             call(*args)
