@@ -167,7 +167,8 @@ def main(argv: list[str] | None = None) -> int:
         + "; ".join([*plan_summary, *([deblur_summary] if deblur_summary else [])])
         + ".",
         "",
-        f"_Benchmark wall time: {time.perf_counter() - started:.0f} s; load average {load_before} before, {load_average()} after._",
+        f"_Benchmark wall time: {time.perf_counter() - started:.0f} s; load average "
+        f"{load_before} before, {load_average()} after._",
     ]
     text = "\n".join(body)
     print(text)

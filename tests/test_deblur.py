@@ -1,4 +1,4 @@
-"""Deblur: PSFs, their estimation from edges, Wiener deconvolution with ringing control, the stage."""
+"""Deblur: PSFs, their estimation from edges, Wiener deconvolution with ringing control, stage."""
 
 from __future__ import annotations
 

@@ -79,6 +79,18 @@ def test_offline_plan_deblurs_a_blurred_input_with_its_psf_in_the_options():
     assert OFFLINE.denoise_from is None and SAME_SIZE.denoise_from is not None
 
 
+def test_motion_blur_is_deblurred_only_at_the_image_s_own_size():
+    from sdenhance.ops.deblur import motion_psf
+
+    shaken = cv2.filter2D(data.astronaut().astype(np.float64), -1, motion_psf(9, 150.0))
+    rgb = np.clip(np.rint(shaken), 0, 255).astype(np.uint8)
+    d, psf = diagnose_image(rgb), estimate_psf(rgb)
+    assert psf.kind == "motion"
+    # before Real-ESRGAN a motion deblur measured worse than none; at its own size, better
+    assert [s.stage for s in plan(d, target=1024, psf=psf).steps] == ["resize"]
+    assert [s.stage for s in plan(d, target=512, psf=psf).steps] == ["deblur"]
+
+
 def test_an_image_already_at_the_target_is_cleaned_at_its_own_size():
     noisy = np.clip(
         data.coffee() + np.random.default_rng(1).normal(0, 10, data.coffee().shape), 0, 255

@@ -27,7 +27,8 @@ def enhance(
         int,
         typer.Option(
             "--target",
-            help="Long side of the output in px, 16–65536 (smaller images are enlarged to it, larger ones keep their size).",
+            help="Long side of the output in px, 16–65536 (smaller images are enlarged to "
+            "it, larger ones keep their size).",
             rich_help_panel=P_PLAN,
         ),
     ] = 2048,
@@ -35,7 +36,8 @@ def enhance(
         bool,
         typer.Option(
             "--offline",
-            help="Plan only offline stages (denoise, deblur, Real-ESRGAN, colour), even if a diffusion model is installed.",
+            help="Plan only offline stages (denoise, deblur, Real-ESRGAN, colour), even if "
+            "a diffusion model is installed.",
             rich_help_panel=P_PLAN,
         ),
     ] = False,
@@ -51,7 +53,8 @@ def enhance(
         bool,
         typer.Option(
             "--json",
-            help='Print {"diagnosis": {"findings": [...]}, "plan": [...]} on stdout (a list of them for several inputs).',
+            help='Print {"diagnosis": {"findings": [...]}, "plan": [...]} on stdout (a list '
+            "of them for several inputs).",
             rich_help_panel=c.P_OUT,
         ),
     ] = False,
@@ -59,7 +62,8 @@ def enhance(
         Path | None,
         typer.Option(
             "--save-recipe",
-            help="Write the plan as a recipe TOML file (for `sdenhance run`); with several inputs use {stem} in the name.",
+            help="Write the plan as a recipe TOML file (for `sdenhance run`); with several "
+            "inputs use {stem} in the name.",
             rich_help_panel=c.P_OUT,
             show_default=False,
         ),

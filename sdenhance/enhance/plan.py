@@ -29,19 +29,24 @@ class Rules:
     """Which pre-processing steps an offline plan may add, and from which measured level.
 
     `denoise_from` / `deblur_from`: the noise σ (of 255) / blur σ (px) from which the step is
-    added; None never adds it. `anime_upscaler`: use the anime Real-ESRGAN for illustrations.
+    added; None never adds it. `deblur_kinds`: the PSF kinds deblurred. `anime_upscaler`: use
+    the anime Real-ESRGAN for illustrations.
     """
 
     denoise_from: float | None = None
     deblur_from: float | None = None
+    deblur_kinds: tuple[str, ...] = ("gaussian", "motion")
     anime_upscaler: bool = True
 
 
 # measured on bench/enhance.py (RESULTS.md, "enhance"): before Real-ESRGAN ×4, deblurring a
-# blurred input gains about 0.9 dB; denoising loses 0.2-7 dB (Real-ESRGAN removes noise itself
-# and nlmeans takes detail with it); the anime model loses 0.4 dB PSNR on flat-colour art
-# (though SSIM and dE2000 improve), so PSNR keeps x4plus
-OFFLINE = Rules(denoise_from=None, deblur_from=1.2, anime_upscaler=False)
+# defocused input gains about 0.9 dB but a motion-blurred one loses 0.5 dB (its PSF is read
+# less surely on a small image); denoising loses 0.2-7 dB (Real-ESRGAN removes noise itself and
+# nlmeans takes detail with it); the anime model loses PSNR on flat-colour art (though SSIM and
+# dE2000 improve), so PSNR keeps x4plus
+OFFLINE = Rules(
+    denoise_from=None, deblur_from=1.2, deblur_kinds=("gaussian",), anime_upscaler=False
+)
 # at the image's own size (no upscale after it), measured against the input: deblurring gains
 # 3-4 dB; denoising gains 2.4 dB at σ 10 and 5 dB at σ 20 but can lose 0.6 dB at σ 5
 SAME_SIZE = Rules(denoise_from=6.0, deblur_from=1.2, anime_upscaler=True)
@@ -61,7 +66,7 @@ def target_size(size: tuple[int, int], target: int) -> tuple[int, int] | None:
 
 
 def denoise_strength(sigma: float) -> float:
-    """nlmeans strength for white noise of `sigma` levels: OpenCV's h ≈ σ (h = 20 × strength)."""
+    """nlmeans strength for white noise of `sigma` levels: OpenCV's h ≈ σ, h = 20 × strength."""
     return round(min(1.0, max(0.05, sigma / 20.0)), 3)
 
 
@@ -105,7 +110,7 @@ def plan(
             Step("denoise", {"strength": denoise_strength(noise.value), "method": "nlmeans"})
         )
         why.append(f"noise σ {noise.value:.1f}")
-    if blur.present and psf is not None and (diffusion or _at_least(blur.value, rules.deblur_from)):
+    if blur.present and psf is not None and (diffusion or _deblurs(rules, blur.value, psf)):
         steps.append(Step("deblur", psf_options(psf)))
         why.append(f"blur σ {blur.value:.2f} px ({psf.kind})")
 
@@ -140,6 +145,10 @@ def plan(
         why.append("nothing to do")
     mode = "diffusion" if diffusion else "offline"
     return Recipe(name="enhance", steps=tuple(steps), description=f"{mode}: " + "; ".join(why))
+
+
+def _deblurs(rules: Rules, sigma: float | None, psf: Any) -> bool:
+    return _at_least(sigma, rules.deblur_from) and psf.kind in rules.deblur_kinds
 
 
 def _at_least(value: float | None, floor: float | None) -> bool:

@@ -7,8 +7,9 @@ regulariser). Three things keep it from making images worse:
 
 - the PSF is estimated from the image's own edges (`image_stats.edge_blur`): σ of a Gaussian
   from the median edge; a motion when one direction is much softer than its perpendicular,
-  its direction from how the edge blur varies with direction (``σ²(θ) = σ0² + σm² cos²(θ − φ)``,
-  fitted by least squares) and its length, with the direction refined, from the cepstrum;
+  its direction from how the edge blur varies with direction
+  (``σ²(θ) = σ0² + σm² cos²(θ − φ)``, fitted by least squares) and its length, with the
+  direction refined, from the cepstrum;
 - the image is padded by reflection and its padding faded to the mean before the FFT, so the
   periodic wrap of the transform meets no jump at the borders (edge tapering);
 - ringing is clipped: every output pixel is held within the darkest and brightest values of
@@ -182,8 +183,12 @@ def _tapered(x: np.ndarray, pad: int) -> np.ndarray:
     so the FFT's periodic wrap meets no jump."""
     padded = cv2.copyMakeBorder(x, pad, pad, pad, pad, cv2.BORDER_REFLECT)
     h, w = padded.shape[:2]
-    ramp = lambda n: np.clip(np.minimum(np.arange(n), np.arange(n)[::-1]) / pad, 0.0, 1.0)  # noqa: E731
-    window = np.outer(0.5 - 0.5 * np.cos(np.pi * ramp(h)), 0.5 - 0.5 * np.cos(np.pi * ramp(w)))
+
+    def fade(n: int) -> np.ndarray:  # 0 at the outer border, 1 from `pad` px in (raised cosine)
+        ramp = np.clip(np.minimum(np.arange(n), np.arange(n)[::-1]) / pad, 0.0, 1.0)
+        return 0.5 - 0.5 * np.cos(np.pi * ramp)
+
+    window = np.outer(fade(h), fade(w))
     mean = x.reshape(-1, 3).mean(axis=0)
     return mean + (padded - mean) * window[..., None]
 

@@ -8,8 +8,8 @@ chosen to be fast on one core (OpenCV filters, no model) and robust to image con
   percentile of block estimates reads the flattest parts, where texture does not pass for noise
   (scikit-image's `estimate_sigma` needs PyWavelets and reads texture as noise);
 - blur: the re-blur gradient ratio at edge maxima (Zhuo & Sim, 2011): an edge blurred by a
-  Gaussian of σ loses gradient in the ratio ``sqrt(σ² + σ0²) / σ`` when re-blurred with σ0, so
-  σ follows from the ratio; binned by gradient direction, it also sees motion blur (one
+  Gaussian of σ loses gradient in the ratio ``sqrt(σ² + σ0²) / σ`` when re-blurred with σ0,
+  so σ follows from the ratio; binned by gradient direction, it also sees motion blur (one
   direction much softer than the others), which `skimage.measure.blur_effect` cannot;
 - JPEG: the excess of luminance steps on one phase of an 8-px grid over the other seven;
 - text: run-length smoothing of ink into text-line bars, kept when they stack like lines of a
@@ -138,7 +138,7 @@ class EdgeBlur:
 
     @property
     def sigma_max(self) -> float:
-        """The softest direction's σ (the blur along a motion); `sigma` if no direction has data."""
+        """The softest direction's σ (the blur along a motion); `sigma` without direction data."""
         known = [s for s in self.by_angle if not math.isnan(s)]
         return max(known) if known else self.sigma
 
