@@ -24,13 +24,8 @@ Values are text, read as TOML (`0.8`, `true`, `"a, b"`) where the option is not 
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
 import os
-import re
-import tomllib
-import types
-import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,15 +34,17 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from sdenhance.errors import SdenhanceError
-from sdenhance.options import shown
-from sdenhance.presets import locate, pydantic_error, read_toml, tidy_prompt
-
-_PLACEHOLDER = re.compile(
-    r"\$(?:\{(?P<braced>[A-Za-z_]\w*)\}|(?P<name>[A-Za-z_]\w*)|(?P<dollar>\$))"
+from sdenhance.presets import locate, pydantic_error, read_toml
+from sdenhance.recipe_values import (
+    IDENT,
+    check_option,
+    check_stages,
+    fit_value,
+    placeholder_names,
+    stage_fields,
+    substitute,
+    suggest,
 )
-_WHOLE = re.compile(r"^\$(?:\{([A-Za-z_]\w*)\}|([A-Za-z_]\w*))$")
-_IDENT = re.compile(r"^[A-Za-z_]\w*$")
-_PROMPT_OPTIONS = ("prompt", "negative_prompt")
 
 
 class _StepFile(BaseModel):
@@ -105,7 +102,7 @@ class Recipe:
         used: dict[str, list[int]] = {}
         for i, step in enumerate(self.steps, 1):
             for value in step.options.values():
-                for name in _names(value):
+                for name in placeholder_names(value):
                     used.setdefault(name, [])
                     if i not in used[name]:
                         used[name].append(i)
@@ -123,7 +120,7 @@ class Recipe:
             overrides = {}
         elif not isinstance(overrides, Mapping):
             overrides = parse_sets(overrides)
-        options = [_stage_fields(self, i, s.stage) for i, s in enumerate(self.steps, 1)]
+        options = [stage_fields(self, i, s.stage) for i, s in enumerate(self.steps, 1)]
         var_values, per_step = self._split_overrides(overrides, options)
         values = {**self.vars, **var_values}
         missing = sorted(set(self.variables()) - set(values))
@@ -145,9 +142,9 @@ class Recipe:
                     raw.update(load_preset(step.preset).defaults(step.stage))
                 except SdenhanceError as exc:
                     raise SdenhanceError(f"{where}: {exc}") from None
-            raw.update({k: _substitute(k, v, values) for k, v in step.options.items()})
+            raw.update({k: substitute(k, v, values) for k, v in step.options.items()})
             raw.update(per_step[i - 1])
-            fitted = {k: _fit(k, v, fields.get(k), where) for k, v in raw.items()}
+            fitted = {k: fit_value(k, v, fields.get(k), where) for k, v in raw.items()}
             from sdenhance.stages import build_options
 
             try:
@@ -189,7 +186,7 @@ class Recipe:
                     known = sorted(variables | {n for f in options for n in f})
                     raise SdenhanceError(
                         f"{self.source}: `--set {key}`: no variable or step option `{key}`; "
-                        + _suggest(key, known)
+                        + suggest(key, known)
                     )
                 for i in hits:
                     bare[i][key] = value
@@ -200,17 +197,17 @@ class Recipe:
                         f"{self.source}: `--set {key}`: there is no step {n}; "
                         f"steps are numbered 1 to {len(stages)}"
                     )
-                _check_option(self, key, opt, n - 1, options)
+                check_option(self, key, opt, n - 1, options)
                 by_index[n - 1][opt] = value
             else:
                 if head not in stages:
                     raise SdenhanceError(
                         f"{self.source}: `--set {key}`: no `{head}` step in this recipe; "
-                        + _suggest(head, sorted(set(stages)), "steps are")
+                        + suggest(head, sorted(set(stages)), "steps are")
                     )
                 for i, stage in enumerate(stages):
                     if stage == head:
-                        _check_option(self, key, opt, i, options)
+                        check_option(self, key, opt, i, options)
                         by_stage[i][opt] = value
         per_step = [{**b, **s, **x} for b, s, x in zip(bare, by_stage, by_index, strict=True)]
         return var_values, per_step
@@ -237,7 +234,7 @@ class Recipe:
         parsed = [Step(step.stage, dict(step.options)) for step in checked.steps]
         name = checked.recipe or "rerun"
         recipe = cls(name=name, steps=tuple(parsed), path=Path(source))
-        _check_stages(recipe)
+        check_stages(recipe)
         return recipe
 
 
@@ -299,7 +296,7 @@ def parse_recipe(data: Mapping[str, Any], path: Path) -> Recipe:
             ) from None
         raise pydantic_error(path, exc) from None
     for var in parsed.vars:
-        if not _IDENT.match(var):
+        if not IDENT.match(var):
             raise SdenhanceError(
                 f"{path}: [vars] `{var}` is not a valid name; use letters, digits and _"
             )
@@ -310,7 +307,7 @@ def parse_recipe(data: Mapping[str, Any], path: Path) -> Recipe:
         steps=tuple(Step(s.stage, dict(s.options), s.preset) for s in parsed.steps),
         path=path,
     )
-    _check_stages(recipe)
+    check_stages(recipe)
     return recipe
 
 
@@ -380,158 +377,3 @@ def run_recipe(
 
 # ---------------------------------------------------------------------------------------------
 # helpers
-
-
-def _names(value: Any) -> list[str]:
-    """Variables referenced in an option value (strings, and lists of them)."""
-    if isinstance(value, str):
-        return [
-            m.group("braced") or m.group("name")
-            for m in _PLACEHOLDER.finditer(value)
-            if not m.group("dollar")
-        ]
-    if isinstance(value, (list, tuple)):
-        return [n for v in value for n in _names(v)]
-    return []
-
-
-def _substitute(key: str, value: Any, values: Mapping[str, Any]) -> Any:
-    if isinstance(value, (list, tuple)):
-        return [_substitute(key, v, values) for v in value]
-    if not isinstance(value, str):
-        return value
-    whole = _WHOLE.match(value)
-    if whole:
-        return values[whole.group(1) or whole.group(2)]
-
-    def text(m: re.Match[str]) -> str:
-        if m.group("dollar"):
-            return "$"
-        return _as_text(values[m.group("braced") or m.group("name")])
-
-    out = _PLACEHOLDER.sub(text, value)
-    return tidy_prompt(out) if key in _PROMPT_OPTIONS else out
-
-
-def _as_text(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
-
-
-def _stage_fields(recipe: Recipe, index: int, stage: str) -> dict[str, Any]:
-    """Option name -> type hint of a step's stage; an unavailable stage is a user error."""
-    from sdenhance.stages import get_stage
-
-    try:
-        cls = get_stage(stage).Options
-    except SdenhanceError as exc:
-        raise SdenhanceError(f"{recipe.source}: step {index}: {exc}") from None
-    except ImportError:
-        raise SdenhanceError(
-            f"{recipe.source}: step {index}: the `{stage}` stage is not available in this build; "
-            "remove the step or update sdenhance"
-        ) from None
-    hints = typing.get_type_hints(cls)
-    return {f.name: hints.get(f.name, Any) for f in dataclasses.fields(cls)}
-
-
-def _check_stages(recipe: Recipe) -> None:
-    from sdenhance.stages import STAGES
-
-    for i, step in enumerate(recipe.steps, 1):
-        if step.stage not in STAGES:
-            raise SdenhanceError(
-                f"{recipe.source}: step {i}: unknown stage `{step.stage}`; "
-                + _suggest(step.stage, sorted(STAGES), "stages are")
-            )
-
-
-def _check_option(
-    recipe: Recipe, key: str, opt: str, i: int, options: list[dict[str, Any]]
-) -> None:
-    if opt not in options[i]:
-        stage = recipe.steps[i].stage
-        raise SdenhanceError(
-            f"{recipe.source}: `--set {key}`: step {i + 1} ({stage}) has no option `{opt}`; "
-            + _suggest(opt, list(options[i]))
-        )
-
-
-def _suggest(word: str, known: Sequence[str], label: str = "known") -> str:
-    close = difflib.get_close_matches(word, list(known), n=1)
-    if close:
-        return f"did you mean `{close[0]}`?"
-    return f"{label}: {', '.join(known)}"
-
-
-def _allows(hint: Any) -> tuple[set[type], bool]:
-    """(base types, None allowed) of a type hint; `object` means anything goes."""
-    if hint is Any:
-        return {object}, True
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        kinds: set[type] = set()
-        nullable = False
-        for arg in typing.get_args(hint):
-            sub, none = _allows(arg)
-            kinds |= sub
-            nullable = nullable or none
-        return kinds, nullable
-    if hint is type(None):
-        return set(), True
-    if isinstance(hint, type) and hint in (bool, int, float, str):
-        return {hint}, False
-    return {object}, False
-
-
-_KIND_WORDS = {bool: "true or false", int: "a whole number", float: "a number", str: "text"}
-
-
-def _fit(name: str, value: Any, hint: Any, where: str) -> Any:
-    """Bring a value to its option's type (text from `--set` parsed as TOML) or say what's wrong."""
-    if hint is None:  # unknown option: build_options names it and suggests a fix
-        return value
-    kinds, nullable = _allows(hint)
-    if object in kinds:
-        return value
-    if isinstance(value, str) and str not in kinds:
-        text = value.strip()
-        if nullable and text.lower() in ("none", "null", ""):
-            return None
-        value = _toml_value(text)
-    if value is None and nullable:
-        return value
-    ok = (
-        (bool in kinds and isinstance(value, bool))
-        or (int in kinds and isinstance(value, int) and not isinstance(value, bool))
-        or (float in kinds and isinstance(value, (int, float)) and not isinstance(value, bool))
-        or (str in kinds and isinstance(value, str))
-    )
-    if not ok:
-        want = " or ".join(
-            _KIND_WORDS[k] for k in sorted(kinds, key=lambda k: list(_KIND_WORDS).index(k))
-        )
-        raise SdenhanceError(f"{where}: `{name}` must be {want}; got {shown(value)}")
-    if float in kinds and isinstance(value, int) and int not in kinds:
-        try:
-            return float(value)
-        except OverflowError:
-            raise SdenhanceError(f"{where}: `{name}` is out of range; got {shown(value)}") from None
-    return value
-
-
-def _toml_value(text: str) -> Any:
-    """A `--set` value read as one TOML value (`0.8`, `true`, `"a, b"`), else the text itself.
-
-    Bounded like any untrusted text: long or deeply nested text, an integer of thousands of
-    digits and anything that is not exactly one value (`1\nx = 2`) stay text, which the
-    option's type check then refuses with a short message.
-    """
-    if len(text) > 1000 or "\n" in text or "\r" in text:
-        return text
-    try:
-        table = tomllib.loads(f"v = {text}")
-    except (tomllib.TOMLDecodeError, ValueError, RecursionError):
-        return text
-    return table["v"] if list(table) == ["v"] else text

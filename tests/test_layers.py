@@ -27,6 +27,7 @@ LAYERS: list[tuple[str, ...]] = [
     (
         "sdenhance.presets",
         "sdenhance.recipes",
+        "sdenhance.recipe_values",
         "sdenhance.rerun",
         "sdenhance.batch",
         "sdenhance.batch_naming",
