@@ -79,7 +79,7 @@ def timed_upscale(run: Any, image: Any, **options: Any) -> dict[str, Any]:
 def plan_of(run: Any, size_in: tuple[int, int], options: dict[str, Any]) -> Any:
     from sdenhance.stages import tile_upscale as tu
 
-    return tu.plan(size_in, tu.Options(**options), run.engine.native_resolution)
+    return tu.plan(size_in, tu.Options(**options), run.engine.family_resolution)
 
 
 def tile_desc(work: Any) -> str:
@@ -153,7 +153,7 @@ def naive(run: Any) -> None:
         import torch
 
         opts = tu.Options(**options)
-        tile = s.tile or run.engine.native_resolution
+        tile = s.tile or run.engine.family_resolution
         run.free()
         if run.cuda:
             torch.cuda.reset_peak_memory_stats(run.device)

@@ -204,7 +204,7 @@ def run_ours(b: Bench) -> dict[str, Any]:
     timer.wrap(upscalers, "upscale", "pre-upscale")
     img = photo(b.compare_input)
     values = b.stage_options()
-    work = tu.plan(img.size, tu.Options(**values), engine.native_resolution)
+    work = tu.plan(img.size, tu.Options(**values), engine.family_resolution)
     loaded = rss_mb()
     try:
         with PeakRSS() as peak, stopwatch() as sw:

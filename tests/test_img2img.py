@@ -9,7 +9,8 @@ from typer.testing import CliRunner
 
 from sdenhance import Enhancer, SdenhanceError
 from sdenhance.cli import app
-from sdenhance.stages.img2img import effective_steps, pad_to_multiple
+from sdenhance.ops.sizes import effective_steps
+from sdenhance.stages.img2img import pad_to_multiple
 
 
 def arr(img):

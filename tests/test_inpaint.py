@@ -14,8 +14,10 @@ from typer.testing import CliRunner
 
 from sdenhance import Enhancer, SdenhanceError
 from sdenhance.cli import app
+from sdenhance.models.config import native_resolution
+from sdenhance.ops.inpaint_fill import blur_fill
 from sdenhance.ops.masks import feather, grow
-from sdenhance.stages.inpaint import blur_fill, latent_cover, native_resolution, processing_size
+from sdenhance.ops.sizes import latent_cover, processing_size
 
 FAST = {"steps": 2, "seed": 1}
 

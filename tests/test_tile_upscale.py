@@ -159,7 +159,8 @@ def test_vae_grid_covers_any_canvas_side_by_side():
 def test_target_size_and_limits():
     assert tu.target_size((100, 50), tu.Options(width=300)) == (300, 150)
     assert tu.target_size((100, 50), tu.Options(height=75)) == (150, 75)
-    assert tu.target_size((101, 51), tu.Options(scale=1.5)) == (152, 76)
+    # 51 × 1.5 = 76.5: halves round up, as in resize and the pre-upscale (one rounding)
+    assert tu.target_size((101, 51), tu.Options(scale=1.5)) == (152, 77)
     with pytest.raises(SdenhanceError, match="smaller than the input"):
         tu.target_size((100, 50), tu.Options(width=50, height=50))
     with pytest.raises(SdenhanceError, match="MP"):

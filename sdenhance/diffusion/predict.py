@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from sdenhance.diffusion.tiled_denoise import LATENT_FACTOR, PredictFn
+from sdenhance.diffusion.tiled_denoise import PredictFn
 from sdenhance.ops import tiling
+from sdenhance.ops.sizes import LATENT_FACTOR
 
 if TYPE_CHECKING:
     import torch

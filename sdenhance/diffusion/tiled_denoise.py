@@ -20,8 +20,6 @@ from sdenhance.ops import tiling
 if TYPE_CHECKING:
     import torch
 
-LATENT_FACTOR = 8
-
 # ---------------------------------------------------------------------------------------------
 # the tiled denoising core: model-agnostic, so seam-freedom is testable with a stand-in
 

@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from sdenhance.diffusion.canvas import Canvas, Canvases
-from sdenhance.diffusion.tiled_denoise import LATENT_FACTOR
 from sdenhance.diffusion.vae_programs import check_supported, decoder, encoder
 from sdenhance.errors import SdenhanceError
 from sdenhance.ops import tiling
+from sdenhance.ops.sizes import LATENT_FACTOR
 
 if TYPE_CHECKING:
     import torch

@@ -23,6 +23,18 @@ DEFAULTS = {
 }
 
 
+def native_resolution(pipe: Any) -> int:
+    """The side in px a pipeline's UNet was trained at (512 SD 1.5, 768 SD 2, 1024 SDXL).
+
+    Read from the model itself, as diffusers does for its default size, so a dedicated
+    inpainting model of another family or resolution than the base model is right. The tile of
+    an upscale follows the family instead (`Engine.family_resolution`).
+    """
+    side = pipe.unet.config.sample_size
+    side = max(side) if isinstance(side, (list, tuple)) else side
+    return int(side) * int(pipe.vae_scale_factor)
+
+
 @dataclass(frozen=True)
 class EngineConfig:
     """Which models to load and how. Shared by every command that runs a model."""

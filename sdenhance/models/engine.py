@@ -109,7 +109,8 @@ class Engine:
         return self.model.family
 
     @property
-    def native_resolution(self) -> int:
+    def family_resolution(self) -> int:
+        """The family's training size (512 SD 1.5, 1024 SDXL): an upscale's default tile."""
         return DEFAULTS[self.family]["resolution"]
 
     def describe(self) -> dict[str, Any]:

@@ -34,9 +34,12 @@ from PIL import Image
 from sdenhance.detectors import faces as detectors
 from sdenhance.diffusion.conditioning import conditioned
 from sdenhance.errors import SdenhanceError
+from sdenhance.models.config import native_resolution
 from sdenhance.models.schedulers import DEFAULT_SCHEDULER, SCHEDULERS
 from sdenhance.ops import face_pick, faces
 from sdenhance.ops.crops import composite_exact, crop
+from sdenhance.ops.repaint_plan import crop_job
+from sdenhance.ops.sizes import LATENT_FACTOR
 from sdenhance.options import option
 from sdenhance.stages import Context, inpaint
 from sdenhance.stages.networks import NetworkOptions
@@ -229,7 +232,7 @@ def run(image: Image.Image, opts: Options, ctx: Context) -> Image.Image:
     # 2. The inpainting model, its native side and the seed
     engine = ctx.engine
     pipe = engine.inpaint(opts.scheduler)
-    native = inpaint.native_resolution(pipe)
+    native = native_resolution(pipe)
     generator = engine.generator(ctx.resolve_seed())
     prompts = face_pick.split_prompts(opts.prompt)
     negatives = face_pick.split_prompts(opts.negative_prompt)
@@ -245,8 +248,8 @@ def run(image: Image.Image, opts: Options, ctx: Context) -> Image.Image:
         prompt = face_pick.prompt_for(prompts, k, DEFAULT_PROMPT)
         negative = face_pick.prompt_for(negatives, k, DEFAULT_NEGATIVE)
         mask = faces.face_mask(face, image.size, dilate=opts.dilate, feather=opts.feather)
-        box = faces.face_crop(face, image.size, padding=opts.padding, multiple=inpaint.LATENT)
-        job = inpaint.crop_job(box, crop(mask, box), native)
+        box = faces.face_crop(face, image.size, padding=opts.padding, multiple=LATENT_FACTOR)
+        job = crop_job(box, crop(mask, box), native)
         strength = face_strength(opts.strength, face, native)
         label = "facefix" if len(picked) == 1 else f"facefix {k + 1}/{len(picked)} (face {n})"
         context = crop(current, box)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -10,6 +9,7 @@ from PIL import Image
 
 from sdenhance.diffusion.conditioning import conditioned
 from sdenhance.models.schedulers import DEFAULT_SCHEDULER, SCHEDULERS
+from sdenhance.ops.sizes import effective_steps
 from sdenhance.options import option
 from sdenhance.stages import Context
 from sdenhance.stages.networks import NetworkOptions
@@ -45,20 +45,6 @@ def pad_to_multiple(image: Image.Image, multiple: int) -> tuple[Image.Image, tup
     mode = "reflect" if min(w, h) > max(pw, ph) else "edge"
     arr = np.pad(arr, ((0, ph), (0, pw), (0, 0)), mode=mode)
     return Image.fromarray(arr), (w, h)
-
-
-def effective_steps(steps: int, strength: float) -> int:
-    """Raise `steps` so that int(strength × steps) ≥ 1 (diffusers refuses zero denoising steps).
-
-    Diffusers truncates the float product, so 5 × 0.19999999999999998 (a computed strength)
-    runs no step although 1 / strength rounds to 5: count up until the product reaches 1.
-    """
-    if strength <= 0:
-        return steps
-    n = max(steps, math.ceil(1.0 / strength))
-    while int(n * strength) < 1:
-        n += 1
-    return n
 
 
 def run(image: Image.Image, opts: Options, ctx: Context) -> Image.Image:

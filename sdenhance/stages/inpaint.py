@@ -20,22 +20,24 @@ from PIL import Image
 
 from sdenhance.diffusion.conditioning import conditioned
 from sdenhance.errors import SdenhanceError
+from sdenhance.models.config import native_resolution
 from sdenhance.models.schedulers import DEFAULT_SCHEDULER, SCHEDULERS
 from sdenhance.ops.color import color_transfer
-from sdenhance.ops.crops import composite_exact, crop, crop_groups
-from sdenhance.ops.masks import Box, check_mask, feather, grow, mask_from_image
+from sdenhance.ops.crops import composite_exact, crop
+from sdenhance.ops.inpaint_fill import FILLS, initial_fill, ring_around
+from sdenhance.ops.masks import check_mask, feather, mask_from_image
+from sdenhance.ops.repaint_plan import Job, grown_region, plan_jobs
+from sdenhance.ops.sizes import LATENT_FACTOR, effective_steps, latent_cover
 from sdenhance.ops.soft_mask import soft_values
 from sdenhance.options import option
 from sdenhance.stages import Context
-from sdenhance.stages.img2img import DEFAULT_NEGATIVE, effective_steps, pad_to_multiple
+from sdenhance.stages.img2img import DEFAULT_NEGATIVE, pad_to_multiple
 from sdenhance.stages.inpaint_soft import soft_step
 from sdenhance.stages.networks import NetworkOptions
 from sdenhance.stages.shared_mask import check_shared_mask
 
 AREAS = ("masked", "whole")
-FILLS = ("original", "blur", "telea", "noise")
 RING_PX = 16  # width of the unmasked ring beyond the feather that colours and noise are read from
-LATENT = 8  # pixels per latent cell (the VAE's factor in every SD 1.5 / SDXL model)
 
 
 @dataclass(frozen=True)
@@ -107,156 +109,13 @@ class Options(NetworkOptions):
     )
 
 
-# --- initial content --------------------------------------------------------------------------
-
-
-def ring_around(region: np.ndarray, width: int) -> np.ndarray:
-    """Boolean ring of the unselected pixels within `width` px of `region` (1 = selected)."""
-    return (grow(region, width) > 0) & (region == 0)
-
-
-def blur_fill(rgb: np.ndarray, region: np.ndarray) -> np.ndarray:
-    """`region` filled with a normalised Gaussian blur of the pixels outside it.
-
-    The blur's sigma is the region's depth (the largest distance from inside it to its edge),
-    so even its centre is reached by the surroundings; it is computed at a reduced scale, since
-    a blur that wide has no detail to lose. With nothing outside, the whole image is blurred.
-    """
-    h, w = region.shape
-    inside = region > 0
-    keep = (~inside).astype(np.float32)
-    if keep.any():
-        sigma = max(
-            4.0, float(cv2.distanceTransform(inside.astype(np.uint8), cv2.DIST_L2, 5).max())
-        )
-    else:
-        keep[:] = 1.0
-        sigma = max(4.0, min(h, w) / 8.0)
-    factor = max(1, int(sigma // 8))
-    small = (max(1, w // factor), max(1, h // factor))
-
-    def blurred(arr: np.ndarray) -> np.ndarray:
-        down = cv2.resize(arr, small, interpolation=cv2.INTER_AREA)
-        down = cv2.GaussianBlur(down, (0, 0), sigma / factor, borderType=cv2.BORDER_REFLECT)
-        return cv2.resize(down, (w, h), interpolation=cv2.INTER_LINEAR)
-
-    num = blurred(rgb.astype(np.float32) * keep[..., None])
-    den = blurred(keep)[..., None]
-    mean = (rgb.astype(np.float64) * keep[..., None]).sum(axis=(0, 1)) / keep.sum()
-    fill = np.where(den > 1e-4, num / np.maximum(den, 1e-4), mean)
-    out = rgb.copy()
-    out[inside] = np.clip(np.rint(fill[inside]), 0, 255).astype(np.uint8)
-    return out
-
-
-def noise_fill(rgb: np.ndarray, region: np.ndarray, ring: np.ndarray, seed: int) -> np.ndarray:
-    """`region` filled with seeded Gaussian noise of the ring's per-channel mean and std."""
-    outside = region == 0
-    source = rgb[ring] if ring.any() else rgb[outside] if outside.any() else rgb.reshape(-1, 3)
-    source = source.astype(np.float64)
-    inside = region > 0
-    values = np.random.default_rng(seed).normal(
-        source.mean(axis=0), source.std(axis=0), size=(int(inside.sum()), 3)
-    )
-    out = rgb.copy()
-    out[inside] = np.clip(np.rint(values), 0, 255).astype(np.uint8)
-    return out
-
-
-def initial_fill(
-    rgb: np.ndarray, region: np.ndarray, fill: str, *, ring: np.ndarray, seed: int | None
-) -> np.ndarray:
-    """The image the model starts from: `rgb` with `region` given content by `fill`."""
-    if fill == "original":
-        return rgb
-    if fill == "blur" or (fill == "telea" and not np.any(region == 0)):
-        return blur_fill(rgb, region)  # Telea needs surroundings; a full mask has none
-    if fill == "telea":
-        from sdenhance.ops.fill import fill_region
-
-        return fill_region(rgb, region, method="telea", radius=5)
-    if seed is None:
-        raise ValueError("noise fill needs a seed")
-    return noise_fill(rgb, region, ring, seed)
-
-
-# --- geometry ---------------------------------------------------------------------------------
-
-
-def native_resolution(pipe: Any) -> int:
-    """The side in px the pipeline's UNet was trained at (512 SD 1.5, 768 SD 2, 1024 SDXL).
-
-    Read from the inpainting model itself, as diffusers does for its default size, so a
-    dedicated inpainting model of another family or resolution than the base model is right.
-    """
-    side = pipe.unet.config.sample_size
-    side = max(side) if isinstance(side, (list, tuple)) else side
-    return int(side) * int(pipe.vae_scale_factor)
-
-
-def processing_size(size: tuple[int, int], native: int) -> tuple[int, int]:
-    """(w, h) of a crop scaled so its longer side is `native`, each side a multiple of 8."""
-    w, h = size
-    scale = native / max(w, h)
-    return max(LATENT, round(w * scale / LATENT) * LATENT), max(
-        LATENT, round(h * scale / LATENT) * LATENT
-    )
-
-
-def latent_cover(mask: np.ndarray) -> np.ndarray:
-    """Every 8×8 latent cell that holds a selected pixel, fully selected.
-
-    diffusers samples the mask once per latent cell, so a mask edge inside a cell could leave
-    pixels of the mask unrepainted; covering whole cells repaints every one of them.
-    """
-    h, w = mask.shape
-    cells = (mask > 0).reshape(h // LATENT, LATENT, w // LATENT, LATENT).any(axis=(1, 3))
-    return np.repeat(np.repeat(cells, LATENT, axis=0), LATENT, axis=1)
-
-
-@dataclass(frozen=True)
-class Job:
-    """One repaint: the box it covers, its blend mask there, and the size the model sees."""
-
-    box: Box
-    blend: np.ndarray  # (y1-y0, x1-x0) float32: this job's own feathered regions, 0 elsewhere
-    size: tuple[int, int]  # (w, h) given to the pipeline
-    resample: bool  # False: the box is padded to `size`, not resampled (area "whole")
-
-
-def crop_job(box: Box, blend: np.ndarray, native: int) -> Job:
-    """A repaint of `box` resampled to the model's native resolution (its aspect kept)."""
-    return Job(box, blend, processing_size((box[2] - box[0], box[3] - box[1]), native), True)
-
-
-def plan_jobs(blend: np.ndarray, opts: Options, native: int) -> list[Job]:
-    """The repaints that cover `blend`: crops around its regions, or the whole image."""
-    h, w = blend.shape
-    if opts.area == "whole":
-        return [Job((0, 0, w, h), blend, (w + (-w) % LATENT, h + (-h) % LATENT), False)]
-    groups = crop_groups(
-        blend, padding=opts.padding, aspect=1.0, multiple=LATENT, image_size=(w, h)
-    )
-    return [crop_job(box, own, native) for box, own in groups]
-
-
 # --- the stage --------------------------------------------------------------------------------
-
-
-def grown_region(mask: np.ndarray, opts: Options) -> np.ndarray:
-    """The mask grown (or shrunk) by `opts.grow`; refused when shrinking leaves nothing."""
-    region = grow(mask, opts.grow)
-    if not np.any(region > 0):
-        raise SdenhanceError(
-            f"mask selects nothing after `grow`={opts.grow} px shrinks it; use a smaller shrink"
-        )
-    return region
 
 
 def preflight(opts: Options, ctx: Context) -> None:
     """The mask every input shares (`ctx.images["mask"]`), checked once before a batch: one
     that selects nothing, or nothing once grown, is wrong for every input."""
-    check_shared_mask(opts, ctx, grown_region)
+    check_shared_mask(opts, ctx, lambda mask, o: grown_region(mask, o.grow))
 
 
 def repaint(
@@ -276,11 +135,11 @@ def repaint(
         model_image = Image.fromarray(image).resize((pw, ph), Image.Resampling.LANCZOS)
         model_mask = cv2.resize(region, (pw, ph), interpolation=cv2.INTER_AREA)
     else:
-        model_image, _ = pad_to_multiple(Image.fromarray(image), LATENT)
+        model_image, _ = pad_to_multiple(Image.fromarray(image), LATENT_FACTOR)
         model_mask = np.pad(region, ((0, ph - bh), (0, pw - bw)))
     steps = effective_steps(opts.steps, opts.strength)
 
-    soften = soft_step(pipe, model_mask, LATENT) if opts.soft else None
+    soften = soft_step(pipe, model_mask, LATENT_FACTOR) if opts.soft else None
 
     def on_step(pipe_: Any, i: int, t: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
         progress(i + 1, pipe_.num_timesteps)
@@ -350,7 +209,7 @@ def run(image: Image.Image, opts: Options, ctx: Context) -> Image.Image:
     mask = check_mask(values, image.size, resize=opts.mask_resize)
 
     # 2. Grow or shrink, then feather outwards into the blend mask
-    region = grown_region(mask, opts)
+    region = grown_region(mask, opts.grow)
     blend = feather(region, opts.feather)
     ring = ring_around(region, opts.feather + RING_PX)
     original = np.asarray(image.convert("RGB"), dtype=np.uint8)
@@ -367,7 +226,7 @@ def run(image: Image.Image, opts: Options, ctx: Context) -> Image.Image:
     engine = ctx.engine
     pipe = engine.inpaint(opts.scheduler)
     generator = engine.generator(seed)  # type: ignore[arg-type]
-    jobs = plan_jobs(blend, opts, native_resolution(pipe))
+    jobs = plan_jobs(blend, area=opts.area, padding=opts.padding, native=native_resolution(pipe))
     generated = start.copy()
     done = np.zeros_like(blend)
     with conditioned(engine, pipe, opts, guidance=opts.guidance > 1.0) as (cond, networks):

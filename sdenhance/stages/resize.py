@@ -7,12 +7,12 @@ PIL widens its filter with the reduction, so it averages like an area filter (no
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from sdenhance.io.limits import check_output_size
+from sdenhance.ops import sizes
 from sdenhance.options import MAX_SIDE, option
 from sdenhance.upscalers.registry import upscaler_names
 from sdenhance.upscalers.upscale import upscale
@@ -57,15 +57,8 @@ class Options:
 
 def target_size(size: tuple[int, int], opts: Options) -> tuple[int, int]:
     """Output (width, height): `width`/`height` when given (one alone keeps the aspect), else
-    the input times `scale`, rounded half up and at least 1 px."""
-    w, h = size
-    if opts.width is not None and opts.height is not None:
-        return opts.width, opts.height
-    if opts.width is not None:
-        return opts.width, max(1, math.floor(h * opts.width / w + 0.5))
-    if opts.height is not None:
-        return max(1, math.floor(w * opts.height / h + 0.5)), opts.height
-    return max(1, math.floor(w * opts.scale + 0.5)), max(1, math.floor(h * opts.scale + 0.5))
+    the input times `scale` (`ops.sizes.target_size`: halves round up, at least 1 px)."""
+    return sizes.target_size(size, scale=opts.scale, width=opts.width, height=opts.height)
 
 
 def run(image: Image.Image, opts: Options, ctx: Context) -> Image.Image:

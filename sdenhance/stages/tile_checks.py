@@ -29,7 +29,7 @@ def preflight(opts: Any, ctx: Any) -> None:
         return
     check_upscaler_name(opts.upscaler)  # a typo fails before any model is resolved
     engine = ctx.engine
-    tile = opts.tile or engine.native_resolution
+    tile = opts.tile or engine.family_resolution
     if opts.overlap >= tile:
         raise SdenhanceError(
             f"`overlap` must be smaller than the tile ({tile} px"

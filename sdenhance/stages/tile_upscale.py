@@ -13,7 +13,6 @@ VAE and ControlNet tone drift) and optionally blended with it.
 from __future__ import annotations
 
 import logging
-import math
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -24,28 +23,29 @@ from PIL import Image
 from sdenhance.diffusion.conditioning import conditioned
 from sdenhance.diffusion.predict import make_predict, stack_embeddings
 from sdenhance.diffusion.sampling import img2img_timesteps, noised_latents
-from sdenhance.diffusion.tiled_denoise import LATENT_FACTOR, tiled_denoise
+from sdenhance.diffusion.tiled_denoise import tiled_denoise
 from sdenhance.diffusion.tiled_vae import vae_decode, vae_encode, vae_precision
 from sdenhance.errors import SdenhanceError
 from sdenhance.io import limits
 from sdenhance.io.convert import from_array, to_array
 from sdenhance.models.schedulers import DEFAULT_SCHEDULER, SCHEDULERS, make_scheduler
-from sdenhance.ops import tiling
+from sdenhance.ops import sizes
 from sdenhance.ops.color import DEFAULT_METHOD as COLOR_DEFAULT
 from sdenhance.ops.color import METHODS as COLOR_METHODS
-from sdenhance.options import MAX_SIDE, option
-from sdenhance.stages import Context
-from sdenhance.stages.img2img import DEFAULT_NEGATIVE, effective_steps
-from sdenhance.stages.networks import NetworkOptions
-from sdenhance.stages.tile_checks import preflight, refuse_resemblance
-from sdenhance.stages.tile_memory import (
+from sdenhance.ops.sizes import LATENT_FACTOR, effective_steps
+from sdenhance.ops.upscale_plan import (
     ACTIVATION_BYTES,
-    check_memory,
+    Plan,
     estimate_bytes,
-    free_cache,
-    is_oom,
+    grid_plan,
     memory_fallbacks,
 )
+from sdenhance.options import MAX_SIDE, option
+from sdenhance.stages import Context
+from sdenhance.stages.img2img import DEFAULT_NEGATIVE
+from sdenhance.stages.networks import NetworkOptions
+from sdenhance.stages.tile_checks import preflight, refuse_resemblance
+from sdenhance.stages.tile_memory import check_memory, free_cache, is_oom
 
 if TYPE_CHECKING:
     import torch
@@ -55,6 +55,7 @@ __all__ = [
     "Options",
     "Plan",
     "estimate_bytes",
+    "memory_fallbacks",
     "plan",
     "preflight",
     "refuse_resemblance",
@@ -175,65 +176,31 @@ def in_effect(opts: Options) -> tuple[frozenset[str], str] | None:
 
 def target_size(size: tuple[int, int], opts: Options) -> tuple[int, int]:
     """Output size from `scale` or `width`/`height` (the missing side keeps the aspect)."""
-    w, h = size
-    if opts.width and opts.height:
-        out = (opts.width, opts.height)
-    elif opts.width:
-        out = (opts.width, max(1, round(h * opts.width / w)))
-    elif opts.height:
-        out = (max(1, round(w * opts.height / h)), opts.height)
-    else:
-        out = (max(1, round(w * opts.scale)), max(1, round(h * opts.scale)))
+    out = sizes.target_size(size, scale=opts.scale, width=opts.width, height=opts.height)
     if out[0] * out[1] > MAX_OUTPUT_PIXELS:
         raise SdenhanceError(
-            f"output {out[0]}×{out[1]} is over the limit of {MAX_OUTPUT_PIXELS // 1_000_000} MP; use a smaller scale"
+            f"output {out[0]}×{out[1]} is over the limit of "
+            f"{MAX_OUTPUT_PIXELS // 1_000_000} MP; use a smaller scale"
         )
-    if out[0] < w or out[1] < h:
+    if out[0] < size[0] or out[1] < size[1]:
         raise SdenhanceError(
-            f"output {out[0]}×{out[1]} is smaller than the input {w}×{h}; upscale only grows images"
+            f"output {out[0]}×{out[1]} is smaller than the input {size[0]}×{size[1]}; "
+            "upscale only grows images"
         )
     return out
 
 
-@dataclass(frozen=True)
-class Plan:
-    """The work of one upscale, known before any model loads."""
-
-    size_in: tuple[int, int]
-    size_out: tuple[int, int]
-    canvas: tuple[int, int]  # padded to a multiple of 8
-    tiles: list[tiling.Tile]  # in latent units
-    denoise_steps: int
-    tile_batch: int
-
-    @property
-    def evaluations(self) -> int:
-        """UNet (+ControlNet) forward passes, CFG pairs counted once."""
-        return self.denoise_steps * len(self.tiles)
-
-    def describe(self) -> str:
-        t = self.tiles[0]
-        return (
-            f"{self.size_in[0]}×{self.size_in[1]} → {self.size_out[0]}×{self.size_out[1]}: "
-            f"{len(self.tiles)} tile(s) of {t.width * LATENT_FACTOR}×{t.height * LATENT_FACTOR}, "
-            f"{self.denoise_steps} step(s), {self.evaluations} model evaluations"
-        )
-
-
 def plan(size_in: tuple[int, int], opts: Options, native: int = 512) -> Plan:
     """Tile grid and step count for an upscale (pure: used for the plan line and benchmarks)."""
-    out = target_size(size_in, opts)
-    canvas = (math.ceil(out[0] / 8) * 8, math.ceil(out[1] / 8) * 8)
-    lw, lh = canvas[0] // LATENT_FACTOR, canvas[1] // LATENT_FACTOR
-    max_tile = (opts.tile or native) // LATENT_FACTOR
-    overlap = opts.overlap // LATENT_FACTOR
-    tw = tiling.fit_tile(lw, max_tile, overlap)
-    th = tiling.fit_tile(lh, max_tile, overlap)
-    tiles = tiling.tile_grid(lw, lh, tw, th, overlap)
-    steps = 0
-    if opts.creativity > 0:
-        steps = int(effective_steps(opts.steps, opts.creativity) * opts.creativity)
-    return Plan(size_in, out, canvas, tiles, steps, opts.tile_batch)
+    return grid_plan(
+        size_in,
+        target_size(size_in, opts),
+        tile=opts.tile or native,
+        overlap=opts.overlap,
+        steps=opts.steps,
+        creativity=opts.creativity,
+        tile_batch=opts.tile_batch,
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -311,7 +278,7 @@ def generate(
     """Encode, denoise in tiles and decode the pre-upscaled image (H, W, 3) -> same size."""
     # 1. plan the work; refuse what cannot fit before any model runs
     engine = ctx.engine
-    work = plan(size_in, opts, engine.native_resolution)
+    work = plan(size_in, opts, engine.family_resolution)
     check_memory(work, opts, engine)
     log.info("plan: %s", work.describe())
     # 2. models: the ControlNet first, so one of the wrong family fails before the base loads
@@ -338,7 +305,7 @@ def generate_within_memory(
 ) -> tuple[np.ndarray, Plan, Options]:
     """`generate`, stepping down the tile batch, then the tile size, when memory runs out."""
     engine = ctx.engine
-    tries = memory_fallbacks(opts, engine.native_resolution)
+    tries = memory_fallbacks(opts, engine.family_resolution)
     for n, attempt in enumerate(tries):
         try:
             out, work = generate(size_in, up_arr, attempt, ctx)
@@ -356,7 +323,7 @@ def generate_within_memory(
             log.warning(
                 "out of memory; retrying with --tile-batch %d --tile %s --vae-tile %d",
                 nxt.tile_batch,
-                nxt.tile or engine.native_resolution,
+                nxt.tile or engine.family_resolution,
                 nxt.vae_tile,
             )
     raise AssertionError("unreachable: the last try raises")

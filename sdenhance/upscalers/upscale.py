@@ -20,6 +20,7 @@ from PIL import Image
 from sdenhance.errors import SdenhanceError
 from sdenhance.io.limits import check_free_memory, check_output_size
 from sdenhance.ops.resize import resize
+from sdenhance.ops.sizes import target_size
 from sdenhance.ops.tiling import Tile, fit_tile, merge_tiles, tile_grid
 from sdenhance.upscalers.ncnn import default_threads, ncnn_runner
 from sdenhance.upscalers.registry import (
@@ -168,7 +169,7 @@ def _output_size(
         if info.scale <= 1:
             raise SdenhanceError(f"upscaler `{info.name}` needs `scale` or `size`")
         scale = info.scale
-    return max(1, math.floor(src[0] * scale + 0.5)), max(1, math.floor(src[1] * scale + 0.5))
+    return target_size(src, scale=scale)
 
 
 # bytes per pixel, measured at 36 for a Lanczos enlargement (float32 RGB result, its clipped
