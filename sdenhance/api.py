@@ -195,7 +195,8 @@ class Enhancer:
         return self.run("img2img", image, **options)
 
     def upscale(self, image: ImageLike, **options: Any) -> Image.Image:
-        """Generative tiled upscale (`scale` or `width`/`height`, `creativity`, `resemblance`...)."""
+        """Generative tiled upscale (`scale` or `width`/`height`, `creativity`,
+        `resemblance`...)."""
         return self.run("upscale", image, **options)
 
     def inpaint(self, image: ImageLike, mask: ImageLike, **options: Any) -> Image.Image:

@@ -80,7 +80,8 @@ class ModelNotFoundError(SdenhanceError):
             parts = [f"check the path given to {option_text(self.option)}"]
         else:
             parts = [
-                f"pass {option_text(self.option, 'PATH')} to a diffusers folder or .safetensors file"
+                f"pass {option_text(self.option, 'PATH')} to a diffusers folder or .safetensors "
+                "file"
             ]
             if self.online:
                 parts.append("go online once (unset HF_HUB_OFFLINE) to download it")

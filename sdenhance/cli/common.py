@@ -144,7 +144,8 @@ NoInputPrompt = Annotated[
     bool,
     typer.Option(
         "--no-input-prompt",
-        help="Ignore the prompt stored in an input's metadata (A1111, ComfyUI, Midjourney, sdenhance); by default it is used, before any preset words, when you give no prompt.",
+        help="Ignore the prompt stored in an input's metadata (A1111, ComfyUI, Midjourney, "
+        "sdenhance); by default it is used, before any preset words, when you give no prompt.",
         rich_help_panel=P_PROMPT,
     ),
 ]

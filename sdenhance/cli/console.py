@@ -1,4 +1,4 @@
-"""The two consoles (results to stdout, progress and messages to stderr) and logging through Rich."""
+"""Two consoles (results to stdout, progress and messages to stderr); logging through Rich."""
 
 from __future__ import annotations
 

@@ -49,7 +49,8 @@ ModelConfig = Annotated[
     str | None,
     typer.Option(
         "--model-config",
-        help="Diffusers folder or hub id holding configs for single-file checkpoints (offline use).",
+        help="Diffusers folder or hub id holding configs for single-file checkpoints (offline "
+        "use).",
         rich_help_panel=P_MODEL,
     ),
 ]
@@ -79,7 +80,8 @@ Dtype = Annotated[
     str,
     typer.Option(
         "--dtype",
-        help="auto (fp16 on CUDA and MPS; on CPUs bf16 where they compute it natively, AVX512-BF16 or AMX, else fp32), fp32, fp16 or bf16.",
+        help="auto (fp16 on CUDA and MPS; on CPUs bf16 where they compute it natively, AVX512-BF16 "
+        "or AMX, else fp32), fp32, fp16 or bf16.",
         rich_help_panel=P_PERF,
     ),
 ]

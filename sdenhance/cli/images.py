@@ -1,4 +1,4 @@
-"""The loop every image command runs: expand inputs, name outputs, shard, skip, run, save, summarise."""
+"""The loop of every image command: expand inputs, name outputs, shard, skip, run, save."""
 
 from __future__ import annotations
 
@@ -143,7 +143,8 @@ def process_images(
         print_failures(summary.failed, len(items))
     if len(items) > 1:
         err_console.print(
-            f"done {len(summary.done)}, skipped {len(summary.skipped)}, failed {len(summary.failed)}"
+            f"done {len(summary.done)}, skipped {len(summary.skipped)}, failed "
+            f"{len(summary.failed)}"
         )
     if summary.exit_code:
         raise typer.Exit(summary.exit_code)

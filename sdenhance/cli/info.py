@@ -131,9 +131,7 @@ def doctor(
             if report["cpu_native_bf16"]
             else "no native bf16: auto picks fp32"
         )
-        _print(
-            f"{'cpu':13} {native} (a quick probe measured bf16 {report['cpu_bf16_speedup']}× vs fp32)"
-        )
+        _print(f"{'cpu':13} {native} (probe: bf16 {report['cpu_bf16_speedup']}× vs fp32)")
     extras = ", ".join(
         f"{name} ({'yes' if present else 'no: pip install sdenhance[' + EXTRAS[name] + ']'})"
         for name, present in report["extras"].items()
@@ -143,11 +141,13 @@ def doctor(
     if report["models"]:
         for m in report["models"]:
             _print(
-                f"{'model':13} {m['id']} ({m['family']}, {m['role']}{', inpainting' if m['inpaint'] else ''})"
+                f"{'model':13} {m['id']} ({m['family']}, "
+                f"{m['role']}{', inpainting' if m['inpaint'] else ''})"
             )
     else:
         _print(
-            f"{'models':13} none in the cache; defaults download on first use (or pass --model PATH)"
+            f"{'models':13} none in the cache; defaults download on first use (or pass --model "
+            "PATH)"
         )
     for family, d in report["defaults"].items():
         _print(f"{'default ' + family:13} {d['model']} + {d['controlnet']}")

@@ -39,7 +39,8 @@ def offered_prompt(loaded: Any, *, enabled: bool = True) -> str | None:
     if not prompt:
         return None
     logging.getLogger("sdenhance").info(
-        "%s: using the prompt from its %s metadata (give a prompt, or --no-input-prompt, to change that)",
+        "%s: using the prompt from its %s metadata (give a prompt, or --no-input-prompt, to change "
+        "that)",
         loaded.path.name,
         metadata.source,
     )

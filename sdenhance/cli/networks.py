@@ -136,7 +136,8 @@ def warn_changed(record: Any, source: str) -> None:
             path = find(folder, entry.name)
             if path is not None and entry.hash and digest(path)[:12] != entry.hash:
                 logging.getLogger("sdenhance").warning(
-                    "%s: the %s `%s` is another file now (hash %s, recorded %s); pixels will differ",
+                    "%s: the %s `%s` is another file now (hash %s, recorded %s); pixels will "
+                    "differ",
                     source,
                     kind,
                     entry.name,

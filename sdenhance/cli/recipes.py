@@ -198,7 +198,8 @@ def run(
     recipe: Annotated[
         str | None,
         typer.Argument(
-            help="Recipe name (see `sdenhance recipes`) or .toml path; with --from, the first input.",
+            help="Recipe name (see `sdenhance recipes`) or .toml path; with --from, the first "
+            "input.",
             show_default=False,
         ),
     ] = None,
@@ -213,7 +214,8 @@ def run(
         Path | None,
         typer.Option(
             "--from",
-            help="Re-run what made this sdenhance output (its steps, seed and models, unless given here) on the inputs; without inputs, on the original it names, looked for beside it.",
+            help="Re-run what made this sdenhance output (its steps, seed and models, unless given "
+            "here) on the inputs; without inputs, on the original it names, looked for beside it.",
             rich_help_panel=c.P_DIFF,
             show_default=False,
         ),
@@ -369,7 +371,8 @@ def _record_of(path: Path) -> RunRecord:
     record = read_metadata(path).sdenhance
     if not isinstance(record, dict):
         raise SdenhanceError(
-            f"`--from {path}`: no sdenhance metadata in it; only images written by sdenhance can be "
+            f"`--from {path}`: no sdenhance metadata in it; only images written by sdenhance can "
+            "be "
             "re-run (`sdenhance info` shows what it holds)"
         )
     return parse_record(record, path)

@@ -1,4 +1,4 @@
-"""Typer options generated from a stage's `Options`, so the CLI, the API and recipes cannot disagree.
+"""Typer options generated from a stage's `Options`: the CLI, API and recipes cannot disagree.
 
 Every field of a stage's frozen options dataclass becomes `--field-name` with the field's own
 help text, its allowed values and its default. The options default to None ("not given"), so a

@@ -1,4 +1,4 @@
-"""Face detection offline: OpenCV's LBP cascade by default, ONNX models as plug-ins, one registry."""
+"""Offline face detection: OpenCV's LBP cascade by default, ONNX models as plug-ins."""
 
 from __future__ import annotations
 
@@ -91,7 +91,8 @@ class LbpFaceDetector:
     ) -> None:
         if scale_factor <= 1.0 or passes < 1:
             raise SdenhanceError(
-                f"LBP detector needs `scale_factor` > 1 and `passes` ≥ 1; got {scale_factor}, {passes}"
+                f"LBP detector needs `scale_factor` > 1 and `passes` ≥ 1; got {scale_factor}, "
+                f"{passes}"
             )
         self.scale_factor = scale_factor
         self.passes = passes

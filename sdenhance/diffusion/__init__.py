@@ -1,1 +1,1 @@
-"""Diffusion building blocks shared by the stages: tiled denoising on one latent canvas and the tiled VAE."""
+"""Diffusion blocks shared by the stages: tiled denoising on one latent canvas, tiled VAE."""

@@ -2,11 +2,10 @@
 its neighbours' values) at a time, its core is written into the map, and statistics are taken
 over the whole map.
 
-A map waits where memory allows (the device, the host, or a temporary file); only one tile's
-tensors are ever on the device at once. Each latent cell has one owner tile, whose value it takes: a tiled pass
-is the untiled one exactly as long as the halo covers the computation's reach, which one
-layer's never exceeds.
-"""
+A map waits where memory allows (the device, the host, or a temporary file); only one tile's tensors
+are ever on the device at once. Each latent cell has one owner tile, whose value it takes: a tiled
+pass is the untiled one exactly as long as the halo covers the computation's reach, which one
+layer's never exceeds."""
 
 from __future__ import annotations
 

@@ -1,12 +1,12 @@
 """Tiled VAE encode/decode whose GroupNorms see the whole image, so tiles leave no tone steps.
 
-Memory on the device follows the tile: the VAE runs one tile at a time (plus a halo of
-neighbouring values as wide as one layer's convolutions reach), and each layer's output is
-assembled into a whole-image map (`canvas.Canvases`) that waits on the device when it fits,
-else in the host's memory, else in a temporary file (so RAM stays bounded too). So every GroupNorm normalises with the statistics of the whole image, as
-Tiled VAE's exact mode does, every convolution sees the same pixels as without tiling, and the
-mid-block attention attends over every pixel: tiled equals untiled up to float rounding.
-"""
+Memory on the device follows the tile: the VAE runs one tile at a time (plus a halo of neighbouring
+values as wide as one layer's convolutions reach), and each layer's output is assembled into a
+whole-image map (`canvas.Canvases`) that waits on the device when it fits, else in the host's
+memory, else in a temporary file (so RAM stays bounded too). So every GroupNorm normalises with the
+statistics of the whole image, as Tiled VAE's exact mode does, every convolution sees the same
+pixels as without tiling, and the mid-block attention attends over every pixel: tiled equals untiled
+up to float rounding."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Conversions between PIL images and the float32 HWC arrays the maths works on, and alpha splitting."""
+"""PIL images to and from the float32 HWC arrays the maths works on; alpha split and joined."""
 
 from __future__ import annotations
 

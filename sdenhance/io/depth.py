@@ -1,4 +1,4 @@
-"""High-bit-depth inputs (16-bit PNG/TIFF, float TIFF) scaled exactly to 8 bits, with tifffile as fallback."""
+"""16-bit PNG/TIFF and float TIFF inputs scaled exactly to 8 bits (tifffile as fallback)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Camera data carried from an input to its outputs: EXIF (orientation reset, sizes updated) and XMP.
+"""Camera data carried from an input to its outputs: EXIF (orientation reset, sizes updated) and
+XMP.
 
 On load, the input's EXIF is copied without the tags that describe the file's own layout
 (strip offsets, bit depth, compression, thumbnails, sub-IFD offsets) and with the orientation

@@ -1,4 +1,4 @@
-"""AUTOMATIC1111 infotext: written from our run record so other tools show the settings; parsed back."""
+"""AUTOMATIC1111 infotext, written from our run record so other tools show it; parsed back."""
 
 from __future__ import annotations
 

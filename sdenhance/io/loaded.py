@@ -108,8 +108,10 @@ def check_pixel_limit(path: Path, size: tuple[int, int], max_pixels: int | None)
         raise SdenhanceError(f"cannot read {path}: invalid size {width}x{height}")
     if max_pixels is not None and width * height > max_pixels:
         raise SdenhanceError(
-            f"{path}: {width}x{height} ({_pixel_count(width * height)}) is larger than the limit of "
-            f"{_pixel_count(max_pixels)}; raise it with {MAX_PIXELS_ENV}=<pixels> if you trust the file"
+            f"{path}: {width}x{height} ({_pixel_count(width * height)}) is larger than the limit "
+            "of "
+            f"{_pixel_count(max_pixels)}; raise it with {MAX_PIXELS_ENV}=<pixels> if you trust the "
+            "file"
         )
 
 

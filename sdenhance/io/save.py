@@ -165,7 +165,8 @@ def _prepare_for_save(
     if alpha is not None:
         if alpha.size != base.size:
             raise ValueError(
-                f"alpha is {alpha.size[0]}x{alpha.size[1]} but the image is {base.size[0]}x{base.size[1]}"
+                f"alpha is {alpha.size[0]}x{alpha.size[1]} but the image is "
+                f"{base.size[0]}x{base.size[1]}"
             )
         alpha = alpha if alpha.mode == "L" else alpha.convert("L")
     if fmt == "JPEG":

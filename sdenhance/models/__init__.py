@@ -1,1 +1,1 @@
-"""Models: resolving specs to files, checkpoints, device and dtype, schedulers, and the shared engine."""
+"""Models: specs to files, checkpoints, device and dtype, schedulers, the shared engine."""

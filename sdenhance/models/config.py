@@ -1,4 +1,4 @@
-"""Engine configuration and the model defaults: flag > SDENHANCE_* env > user config file > default."""
+"""Engine configuration and model defaults: flag > SDENHANCE_* env > config file > default."""
 
 from __future__ import annotations
 

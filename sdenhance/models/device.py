@@ -1,4 +1,4 @@
-"""Device and dtype choice (cuda > mps > cpu; bf16 on CPUs that have it natively) and attention backend."""
+"""Device and dtype (cuda > mps > cpu; bf16 on CPUs with native bf16) and attention backend."""
 
 from __future__ import annotations
 
@@ -111,7 +111,8 @@ def attention_backend(device: torch.device) -> str:
 
 @functools.lru_cache(maxsize=1)
 def _dtype_keyword() -> str:
-    """diffusers ≥ 0.42 takes `dtype=` and warns on `torch_dtype=`; older releases know only the latter."""
+    """diffusers ≥ 0.42 takes `dtype=` and warns on `torch_dtype=`; older releases know only the
+    latter."""
     try:
         from diffusers.utils import deprecation_utils
 

@@ -1,4 +1,4 @@
-"""`sdenhance doctor`: what this machine offers (device, dtype, attention, extras, cached models)."""
+"""`sdenhance doctor`: device, dtype, attention, extras and cached models of this machine."""
 
 from __future__ import annotations
 

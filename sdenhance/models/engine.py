@@ -267,7 +267,8 @@ class Engine:
             resolved = resolve(spec, role="controlnet", allow_pickle=self.config.allow_pickle)
             if resolved.family != self.family:
                 raise SdenhanceError(
-                    f"ControlNet {spec} is for {resolved.family.upper()} but the model {self.model.spec} is {self.family.upper()}",
+                    f"ControlNet {spec} is for {resolved.family.upper()} but the model "
+                    f"{self.model.spec} is {self.family.upper()}",
                     hint="pass a --controlnet of the same family, or --controlnet none",
                 )
             self._resolved["controlnet"] = resolved

@@ -1,4 +1,4 @@
-"""File hashes for the infotext (A1111's short "Model hash") and the run record, cached by size and mtime."""
+"""File hashes for the infotext (A1111's "Model hash") and the record, cached by size and mtime."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Pickled checkpoints under --allow-pickle: loaded weights-only and converted once to safetensors."""
+"""Pickled checkpoints under --allow-pickle: loaded weights-only, converted once to safetensors."""
 
 from __future__ import annotations
 

@@ -157,7 +157,8 @@ def _encode_text(
     chunks = syntax.chunk_pieces(pieces, comma=comma, placeholder=0, pad=end)
     if len(chunks) > syntax.MAX_CHUNKS:
         raise SdenhanceError(
-            f"the prompt is {len(chunks)} chunks of 75 tokens; at most {syntax.MAX_CHUNKS} are read",
+            f"the prompt is {len(chunks)} chunks of 75 tokens; at most {syntax.MAX_CHUNKS} are "
+            "read",
             hint="shorten the prompt",
         )
     rows = []

@@ -1,4 +1,4 @@
-"""Model specs to files: a single checkpoint, a diffusers folder, or a hub id through the HF cache."""
+"""Model specs to files: a single checkpoint, a diffusers folder, or a hub id via the HF cache."""
 
 from __future__ import annotations
 
@@ -106,13 +106,15 @@ def folder_info(folder: Path, role: str) -> tuple[str, bool, str]:
             )
             return ("sdxl" if sdxl else "sd15"), False, "controlnet"
     raise SdenhanceError(
-        f"folder {folder} is not a diffusers {role} (no model_index.json or ControlNet config.json)",
+        f"folder {folder} is not a diffusers {role} (no model_index.json or ControlNet "
+        "config.json)",
         hint="point at the folder that holds model_index.json, or at a .safetensors file",
     )
 
 
 def resolve(spec: str, *, role: str = "pipeline", allow_pickle: bool = False) -> ResolvedModel:
-    """Find `spec` on disk or in the HF cache (downloading only when online); never loads weights."""
+    """Find `spec` on disk or in the HF cache (downloading only when online); never loads
+    weights."""
     path = Path(os.path.expanduser(spec))
     if path.is_file():
         from sdenhance.models import checkpoint as checkpoints
@@ -125,7 +127,8 @@ def resolve(spec: str, *, role: str = "pipeline", allow_pickle: bool = False) ->
             if not allow_pickle:
                 raise SdenhanceError(
                     f"{path} is a pickle checkpoint, which can run code when loaded; refused",
-                    hint="convert it to .safetensors, or pass --allow-pickle to load it weights-only",
+                    hint="convert it to .safetensors, or pass --allow-pickle to load it "
+                    "weights-only",
                 )
             path = convert_pickle_to_safetensors(
                 path, hub_cache_dir().parent / "sdenhance-converted"

@@ -1,4 +1,4 @@
-"""Samplers by the names users know (A1111 style), mapped to diffusers schedulers and their options."""
+"""Samplers by their A1111 names, mapped to diffusers schedulers and their options."""
 
 from __future__ import annotations
 

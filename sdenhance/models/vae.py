@@ -1,4 +1,5 @@
-"""`--vae`: another VAE for a model (e.g. `madebyollin/sdxl-vae-fp16-fix`, `stabilityai/sd-vae-ft-mse`).
+"""`--vae`: another VAE for a model (e.g. `madebyollin/sdxl-vae-fp16-fix`,
+`stabilityai/sd-vae-ft-mse`).
 
 A spec is a diffusers VAE folder (its `config.json`), a pipeline folder (its `vae/`), a hub id
 resolved through the cache, or a single `.safetensors` in the original or diffusers key layout
@@ -61,7 +62,8 @@ def locate(spec: str) -> tuple[str, Path]:
     except (OSError, ValueError):
         if hub_offline():
             raise SdenhanceError(
-                f"`--vae {spec}` is not in the Hugging Face cache {cache} and HF_HUB_OFFLINE is set",
+                f"`--vae {spec}` is not in the Hugging Face cache {cache} and HF_HUB_OFFLINE is "
+                "set",
                 hint="go online once, or pass a local folder or .safetensors file",
             ) from None
         try:

@@ -20,7 +20,8 @@ def loras_option() -> Any:
     return option(
         (),
         "LoRAs, each NAME_OR_PATH[:WEIGHT] (on the command line: repeat --lora; weight 1 if "
-        "left out, 0 disables one), applied for this step only. Names are file stems in the LoRA folders (SDENHANCE_LORA_DIR, the "
+        "left out, 0 disables one), applied for this step only. Names are file stems in the LoRA "
+        "folders (SDENHANCE_LORA_DIR, the "
         "config's lora_dirs, then loras/ in the user folder); <lora:NAME:WEIGHT> in the "
         "prompt adds one too.",
     )

@@ -2,10 +2,9 @@
 
 The fill (`ops.fill`) is PatchMatch, which copies the surroundings' texture patch by patch, or
 OpenCV's Telea (fast marching) or Navier-Stokes inpainting, which spread smooth colour inward;
-removal works with no model at all. Refinement repaints the fill at low strength with the inpaint stage to give it
-texture, and is blended back with a ramp that ends at the mask's edge. Either way every pixel
-outside the grown mask is bit-identical to the input.
-"""
+removal works with no model at all. Refinement repaints the fill at low strength with the inpaint
+stage to give it texture, and is blended back with a ramp that ends at the mask's edge. Either way
+every pixel outside the grown mask is bit-identical to the input."""
 
 from __future__ import annotations
 

@@ -19,7 +19,8 @@ def check_memory(work: Any, opts: Any, engine: Any) -> None:
     free = psutil.virtual_memory().available
     if need > 0.9 * free:
         raise SdenhanceError(
-            f"this upscale needs about {need / 2**30:.1f} GiB of memory but {free / 2**30:.1f} GiB is free",
+            f"this upscale needs about {need / 2**30:.1f} GiB of memory but {free / 2**30:.1f} GiB "
+            "is free",
             hint="lower --tile-batch or --tile, or upscale in two smaller passes",
         )
 

@@ -116,7 +116,8 @@ class Options(NetworkOptions):
     )
     tile: int | None = option(
         None,
-        "Largest tile in output px, a multiple of 8 and ≥ 64; default: the model's native size (512 SD 1.5, 1024 SDXL).",
+        "Largest tile in output px, a multiple of 8 and ≥ 64; default: the model's native size "
+        "(512 SD 1.5, 1024 SDXL).",
         ge=64,
         le=4096,
         multiple_of=8,
@@ -147,7 +148,8 @@ class Options(NetworkOptions):
     )
     blend: float = option(
         1.0,
-        "Opacity of the generated result over the pre-upscale (lower restores texture, cures plastic skin).",
+        "Opacity of the generated result over the pre-upscale (lower restores texture, cures "
+        "plastic skin).",
         ge=0.0,
         le=1.0,
     )
@@ -316,7 +318,8 @@ def generate_within_memory(
             free_cache(engine)
             if n + 1 == len(tries):
                 raise SdenhanceError(
-                    f"out of {engine.device.type.upper()} memory even with --tile-batch 1 and --tile 256",
+                    f"out of {engine.device.type.upper()} memory even with --tile-batch 1 and "
+                    "--tile 256",
                     hint="use --offload model, --dtype fp16/bf16, or a smaller --scale",
                 ) from None
             nxt = tries[n + 1]

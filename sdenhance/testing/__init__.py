@@ -5,7 +5,8 @@ ones (UNet2DCondition, AutoencoderKL with the ×8 latent factor, CLIP text encod
 9-channel inpainting UNet), only narrow. Layouts: a diffusers folder, a Hugging Face cache tree
 (so hub-id resolution runs offline), and single-file `.safetensors` in the A1111/Civitai layout.
 
-    python -m sdenhance.testing tiny-model DIR [--family sd15|sdxl] [--layout folder|hub|single-file]
+    python -m sdenhance.testing tiny-model DIR [--family sd15|sdxl]
+        [--layout folder|hub|single-file]
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Writers of the original (A1111/LDM) single-file layout, so tiny test models exist as real single files."""
+"""Writers of the original (A1111/LDM) single-file layout: tiny test models as real single files."""
 
 from __future__ import annotations
 
@@ -63,7 +63,8 @@ _CLIP_G_LAYER_TO_LDM = {
 
 
 def _unet_key_to_ldm(key: str, config: Any) -> str:
-    """One diffusers UNet/ControlNet key -> its original `input_blocks/middle_block/output_blocks` key.
+    """One diffusers UNet/ControlNet key -> its original `input_blocks/middle_block/output_blocks`
+    key.
 
     Block indices follow the original numbering: input block 0 is `conv_in`, then each down block
     takes `layers_per_block` resnet(+attention) slots plus one slot for its downsampler; each up
@@ -179,7 +180,8 @@ def vae_to_original(vae: Any) -> dict[str, torch.Tensor]:
 
 
 def _text_model_state(model: Any) -> dict[str, torch.Tensor]:
-    """State dict with the `text_model.` prefix, which transformers >= 5.6 drops for CLIPTextModel."""
+    """State dict with the `text_model.` prefix, which transformers >= 5.6 drops for
+    CLIPTextModel."""
     return {
         (k if k.startswith(("text_model.", "text_projection")) else f"text_model.{k}"): v
         for k, v in model.state_dict().items()
@@ -279,7 +281,8 @@ def controlnet_to_original(controlnet: Any) -> dict[str, torch.Tensor]:
 
 
 def save_original_checkpoint(pipe: Any, path: Path) -> Path:
-    """Write an SD1.5 or SDXL pipeline (img2img or inpainting) as one original-layout `.safetensors`.
+    """Write an SD1.5 or SDXL pipeline (img2img or inpainting) as one original-layout
+    `.safetensors`.
 
     The file loads with diffusers' `from_single_file` exactly as an A1111/Civitai checkpoint
     does: `model.diffusion_model.*`, `first_stage_model.*`, `cond_stage_model.transformer.*`

@@ -1,1 +1,1 @@
-"""Pre-upscalers: PIL resampling, the bundled Real-ESRGAN models through ncnn, optional spandrel models."""
+"""Pre-upscalers: PIL resampling, bundled Real-ESRGAN models via ncnn, optional spandrel models."""

@@ -1,4 +1,4 @@
-"""The bundled Real-ESRGAN models run with ncnn: one shared net per model and thread count, one lock each."""
+"""The bundled Real-ESRGAN models on ncnn: one shared net and lock per model and thread count."""
 
 from __future__ import annotations
 

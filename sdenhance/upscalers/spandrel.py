@@ -81,7 +81,8 @@ def spandrel_runner(path: str, allow_pickle: bool) -> tuple[UpscalerInfo, ModelF
     info = UpscalerInfo(
         name=path,
         scale=int(model.scale),
-        description=f"{getattr(model.architecture, 'name', model.architecture)} ×{model.scale} via spandrel",
+        description=f"{getattr(model.architecture, 'name', model.architecture)} ×{model.scale} via "
+        "spandrel",
         tile_support=model.tiling != spandrel.ModelTiling.INTERNAL,
         kind="spandrel",
         overlap=32,
