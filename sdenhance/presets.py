@@ -23,7 +23,7 @@ import difflib
 import importlib.resources
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +87,8 @@ def locate(kind: str, spec: str, what: str) -> Path:
             raise SdenhanceError(f"{what} file not found: {spec}")
         if path.suffix.lower() != ".toml":
             raise SdenhanceError(
-                f"{spec} is not a {what}: give a {what} name (`sdenhance {what}s` lists them) or a .toml file"
+                f"{spec} is not a {what}: give a {what} name (`sdenhance {what}s` lists them) or a "
+                ".toml file"
             )
         return path
     files = find_files(kind)
@@ -222,14 +223,21 @@ def _stage_options(stage: str) -> type:
         raise SdenhanceError(f"the `{stage}` stage is not available in this build") from None
 
 
-def parse_preset(data: dict[str, Any], path: Path) -> Preset:
-    """A `Preset` from a TOML table; values are checked against the stages' own bounds."""
+def named_after_file(data: Mapping[str, Any], path: Path) -> dict[str, Any]:
+    """A copy of a TOML table whose `name` is its file's stem (filled in when missing; one
+    that differs is refused, so a name always finds its file)."""
     data = dict(data)
     name = data.setdefault("name", path.stem)
     if name != path.stem:
         raise SdenhanceError(
             f"{path}: `name` is {name!r} but the file is {path.name}; rename one so they match"
         )
+    return data
+
+
+def parse_preset(data: dict[str, Any], path: Path) -> Preset:
+    """A `Preset` from a TOML table; values are checked against the stages' own bounds."""
+    data = named_after_file(data, path)
     try:
         preset = Preset.model_validate(data)
     except ValidationError as exc:

@@ -34,7 +34,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from sdenhance.errors import SdenhanceError
-from sdenhance.presets import locate, pydantic_error, read_toml
+from sdenhance.presets import locate, named_after_file, pydantic_error, read_toml
 from sdenhance.recipe_values import (
     IDENT,
     check_option,
@@ -246,7 +246,8 @@ def parse_sets(items: Sequence[str]) -> dict[str, str]:
         key = key.strip()
         if not eq or not key:
             raise SdenhanceError(
-                f"`--set {item}`: use KEY=VALUE, e.g. creativity=0.4, upscale.steps=30 or 2.blend=0.8"
+                f"`--set {item}`: use KEY=VALUE, e.g. creativity=0.4, upscale.steps=30 or "
+                "2.blend=0.8"
             )
         out[key] = value
     return out
@@ -260,12 +261,7 @@ def load_recipe(name_or_path: str | os.PathLike[str]) -> Recipe:
 
 def parse_recipe(data: Mapping[str, Any], path: Path) -> Recipe:
     """A `Recipe` from a TOML table: keys, stage names and variable names checked."""
-    data = dict(data)
-    name = data.setdefault("name", path.stem)
-    if name != path.stem:
-        raise SdenhanceError(
-            f"{path}: `name` is {name!r} but the file is {path.name}; rename one so they match"
-        )
+    data = named_after_file(data, path)
     try:
         parsed = _RecipeFile.model_validate(data)
     except ValidationError as exc:
@@ -333,9 +329,9 @@ def run_recipe(
 ) -> Any:
     """Apply a recipe's steps in order to one image (PIL image or path) -> PIL image.
 
-    Every step is validated before anything runs. One `Context` serves all steps, so models
-    load once: pass `ctx` (a batch's per-image context) or an `Enhancer`, whose models are
-    then reused by later calls; with neither, a fresh `Context` loads what the steps need. The input is
+    Every step is validated before anything runs. One `Context` serves all steps, so models load
+    once: pass `ctx` (a batch's per-image context) or an `Enhancer`, whose models are then reused by
+    later calls; with neither, a fresh `Context` loads what the steps need. The input is
     `ctx.images["original"]` (what `blend` and `colorfix` compare against).
     """
     from sdenhance.io.convert import split_alpha

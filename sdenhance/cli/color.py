@@ -27,6 +27,19 @@ def _load_role(spec: Path, flag: str) -> Any:
     return load_image(spec, metadata=False)
 
 
+def _work_with_role(stage: str, values: dict[str, Any] | None, role: str, spec: Path) -> Any:
+    """The work of a stage that reads one more image (`role`) besides each input."""
+    opts = build_options(stage, values or {})
+    loaded = _load_role(spec, f"--{role}")
+    return c.stage_work(
+        stage,
+        opts,
+        roles={role: loaded.image},
+        deep_roles={role: loaded.deep},
+        extra={role: str(spec)},
+    )
+
+
 @app.command("colorfix")
 @c.stage_options("colorfix")
 @c.output_options
@@ -37,7 +50,8 @@ def colorfix(
         typer.Option(
             "--reference",
             "-r",
-            help="Image whose colours to match, usually the input the outputs were made from; any size.",
+            help="Image whose colours to match, usually the input the outputs were made from; any "
+            "size.",
             rich_help_panel=P_COLOUR,
             show_default=False,
         ),
@@ -48,17 +62,10 @@ def colorfix(
     saving: SaveOptions | None = None,
     values: dict[str, Any] | None = None,
 ) -> None:
-    """Give images the colours of a reference, keeping their detail (fixes diffusion colour drift)."""
+    """Give images the colours of a reference, keeping their detail (fixes diffusion colour
+    drift)."""
     c.setup_logging(verbose)
-    opts = build_options("colorfix", values or {})
-    ref = _load_role(reference, "--reference")
-    work = c.stage_work(
-        "colorfix",
-        opts,
-        roles={"reference": ref.image},
-        deep_roles={"reference": ref.deep},
-        extra={"reference": str(reference)},
-    )
+    work = _work_with_role("colorfix", values, "reference", reference)
     c.process_images(inputs, output, "colorfix", work, overwrite=overwrite, saving=saving)
 
 
@@ -87,15 +94,7 @@ def blend(
 ) -> None:
     """Lay enhanced images over their original at an opacity."""
     c.setup_logging(verbose)
-    opts = build_options("blend", values or {})
-    orig = _load_role(original, "--original")
-    work = c.stage_work(
-        "blend",
-        opts,
-        roles={"original": orig.image},
-        deep_roles={"original": orig.deep},
-        extra={"original": str(original)},
-    )
+    work = _work_with_role("blend", values, "original", original)
     c.process_images(inputs, output, "blend", work, overwrite=overwrite, saving=saving)
 
 

@@ -160,6 +160,39 @@ def _mask_fits_some(size: tuple[int, int], inputs: list[Path]) -> None:
     )
 
 
+def _run_masked(
+    stage: str,
+    opts: Any,
+    mask: Path,
+    inputs: list[str],
+    skip_unmasked: bool,
+    output: str | None,
+    overwrite: bool,
+    engine: EngineConfig | None,
+    seed: int | None,
+    saving: SaveOptions | None,
+) -> None:
+    """Run a masked stage over the inputs: pair each with its mask, check the shared mask once."""
+    inputs, mask_of, mask_image = _mask_plan(mask, inputs, skip_unmasked)
+    work = c.stage_work(
+        stage,
+        opts,
+        load=lambda path, ctx: _masked_input(path, mask_of, ctx),
+        more_settings={"mask": mask},
+    )
+    c.process_images(
+        inputs,
+        output,
+        stage,
+        work,
+        overwrite=overwrite,
+        engine=engine,
+        seed=seed,
+        saving=saving,
+        check=_check_mask_once(stage, opts, mask_image),
+    )
+
+
 @app.command("remove")
 @c.engine_options("model", "inpaint_model")
 @c.stage_options("remove")
@@ -185,24 +218,8 @@ def remove(
     c.check_seed(seed)
     opts = build_options("remove", values or {})
     c.warn_unused("remove", opts, values or {})
-    inputs, mask_of, mask_image = _mask_plan(mask, inputs, skip_unmasked)
-    work = c.stage_work(
-        "remove",
-        opts,
-        load=lambda path, ctx: _masked_input(path, mask_of, ctx),
-        more_settings={"mask": mask},
-    )
-    check = _check_mask_once("remove", opts, mask_image)
-    c.process_images(
-        inputs,
-        output,
-        "remove",
-        work,
-        overwrite=overwrite,
-        engine=engine,
-        seed=seed,
-        saving=saving,
-        check=check,
+    _run_masked(
+        "remove", opts, mask, inputs, skip_unmasked, output, overwrite, engine, seed, saving
     )
 
 
@@ -230,22 +247,6 @@ def inpaint(
     c.setup_logging(verbose)
     c.check_seed(seed)
     opts = build_options("inpaint", c.with_preset(preset, values or {}, "inpaint"))
-    inputs, mask_of, mask_image = _mask_plan(mask, inputs, skip_unmasked)
-    work = c.stage_work(
-        "inpaint",
-        opts,
-        load=lambda path, ctx: _masked_input(path, mask_of, ctx),
-        more_settings={"mask": mask},
-    )
-    check = _check_mask_once("inpaint", opts, mask_image)
-    c.process_images(
-        inputs,
-        output,
-        "inpaint",
-        work,
-        overwrite=overwrite,
-        engine=engine,
-        seed=seed,
-        saving=saving,
-        check=check,
+    _run_masked(
+        "inpaint", opts, mask, inputs, skip_unmasked, output, overwrite, engine, seed, saving
     )

@@ -74,7 +74,8 @@ def corrupt_error(path: Path, reason: str) -> SdenhanceError:
 
 
 def check_safetensors(path: Path) -> dict[str, Any]:
-    """Validate a `.safetensors` header against the file before anything loads it; return the header.
+    """Validate a `.safetensors` header against the file before anything loads it; return the
+    header.
 
     Checks what safetensors itself would reject, but with one readable line: the length prefix,
     the JSON, every tensor's dtype × shape against its byte range, ranges inside the file and
@@ -319,34 +320,38 @@ def _dominant_dtype(header: dict[str, Any]) -> str:
     return _TORCH_DTYPE_NAMES.get(dtype, dtype.lower())
 
 
+# (needed kind, the file's kind) -> what is wrong, and what to do; None: any other file
+_WRONG_KIND = {
+    ("pipeline", "controlnet"): (
+        "{detail}, not a Stable Diffusion checkpoint",
+        "pass it with --controlnet, and the base model with --model",
+    ),
+    ("pipeline", "pipeline"): (
+        "{detail} but lacks the weights of {missing}",
+        "use a full checkpoint that bundles UNet, VAE and text encoder(s)",
+    ),
+    ("pipeline", None): (
+        "{detail}; a Stable Diffusion 1.5 or SDXL checkpoint is needed",
+        "pass a full .safetensors checkpoint, a diffusers folder or a hub id to --model",
+    ),
+    ("controlnet", "pipeline"): (
+        "{detail}, not a ControlNet",
+        "pass it with --model, and a tile ControlNet with --controlnet",
+    ),
+    ("controlnet", None): (
+        "{detail}; an SD 1.5 or SDXL ControlNet is needed",
+        "pass a ControlNet .safetensors, folder or hub id to --controlnet",
+    ),
+}
+
+
 def expect_kind(info: CheckpointInfo, kind: Literal["pipeline", "controlnet"], path: Path) -> None:
     """Raise one clear `SdenhanceError` when `info` is not the kind of file the caller needs."""
     if info.kind == kind and not (kind == "pipeline" and info.missing):
         return
-    if kind == "pipeline":
-        if info.kind == "controlnet":
-            raise SdenhanceError(
-                f"{path} is {info.detail}, not a Stable Diffusion checkpoint",
-                hint="pass it with --controlnet, and the base model with --model",
-            )
-        if info.kind == "pipeline":
-            raise SdenhanceError(
-                f"{path} is {info.detail} but lacks the weights of {', '.join(info.missing)}",
-                hint="use a full checkpoint that bundles UNet, VAE and text encoder(s)",
-            )
-        raise SdenhanceError(
-            f"{path} is {info.detail}; a Stable Diffusion 1.5 or SDXL checkpoint is needed",
-            hint="pass a full .safetensors checkpoint, a diffusers folder or a hub id to --model",
-        )
-    if info.kind == "pipeline":
-        raise SdenhanceError(
-            f"{path} is {info.detail}, not a ControlNet",
-            hint="pass it with --model, and a tile ControlNet with --controlnet",
-        )
-    raise SdenhanceError(
-        f"{path} is {info.detail}; an SD 1.5 or SDXL ControlNet is needed",
-        hint="pass a ControlNet .safetensors, folder or hub id to --controlnet",
-    )
+    what, hint = _WRONG_KIND.get((kind, info.kind)) or _WRONG_KIND[(kind, None)]
+    text = what.format(detail=info.detail, missing=", ".join(info.missing))
+    raise SdenhanceError(f"{path} is {text}", hint=hint)
 
 
 # --------------------------------------------------------------------------------------------
@@ -360,7 +365,8 @@ def expect_kind(info: CheckpointInfo, kind: Literal["pipeline", "controlnet"], p
 
 
 def diffusers_config_repo(path: Path) -> str | None:
-    """The hub repo whose configs diffusers' `from_single_file` will look for, when given no `config`.
+    """The hub repo whose configs diffusers' `from_single_file` will look for, when given no
+    `config`.
 
     Runs diffusers' own key rules on the header's shapes (meta tensors, no data), so the engine
     can name the exact repo that must be cached offline. None for files that are not SD models.

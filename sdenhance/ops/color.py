@@ -70,6 +70,8 @@ DEFAULT_METHOD = "local"  # after an upscale, and of the colorfix stage
 
 # A channel flatter than this (a quarter of an 8-bit level) has no spread to rescale: only shift.
 _FLAT_STD = 1e-3 / 255.0
+WAVELET_LEVELS = 5  # à-trous levels of the wavelet method: structures above ~32 px are colour
+Weights = np.ndarray | None
 # Pull of the region's mean in masked low-pass filtering: decides only where the region is out of
 # the filter's reach (its weight there is 0 or a kernel tail below ~1e-6).
 _FILL_WEIGHT = 1e-6
@@ -111,109 +113,50 @@ def color_transfer(
     """
     if method not in METHODS:
         raise SdenhanceError(f"`method` must be one of {', '.join(METHODS)}; got {method!r}")
+    check_strength(strength)
     if method == "none":
-        check_strength(strength)
         return np.clip(np.asarray(image, dtype=np.float32), 0.0, 1.0)
-    return TRANSFERS[method](
-        image, reference, mask=mask, reference_mask=reference_mask, strength=strength
+    core, align, dtype = _CORES[method]
+    img, ref, w_img, w_ref, shape = prepare(
+        image, reference, mask, reference_mask, align=align, dtype=dtype
     )
+    return finish(img, core(img, ref, w_img, w_ref), w_img, strength, shape)
 
 
-def local_transfer(
-    image: np.ndarray,
-    reference: np.ndarray,
-    *,
-    mask: np.ndarray | None = None,
-    reference_mask: np.ndarray | None = None,
-    strength: float = 1.0,
-) -> np.ndarray:
+# ----------------------------------------------------------------------------------------------
+# the methods: (image, reference, image weights, reference weights) -> corrected image, on the
+# float HWC arrays `color_inputs.prepare` makes; `color_transfer` checks, prepares and blends
+
+
+def _local(img: np.ndarray, ref: np.ndarray, w_img: Weights, w_ref: Weights) -> np.ndarray:
     """A locally varying colour map from the image to `reference`, applied to every pixel, then
-    the remaining low-frequency difference swapped (`ops.color_local.local_color_map`).
-
-    Shapes and masks as in `color_transfer`; the reference is used at its own size.
-
-    Returns
-    -------
-    ndarray of the image's shape, float32 in [0, 1]
-    """
-    check_strength(strength)
-    img, ref, w_img, w_ref, shape = prepare(
-        image, reference, mask, reference_mask, align=False, dtype=np.float32
-    )
-    return finish(img, local_color_map(img, ref, w_img, w_ref), w_img, strength, shape)
+    the remaining low-frequency difference swapped (`ops.color_local.local_color_map`); the
+    reference is used at its own size."""
+    return local_color_map(img, ref, w_img, w_ref)
 
 
-def wavelet_transfer(
-    image: np.ndarray,
-    reference: np.ndarray,
-    *,
-    mask: np.ndarray | None = None,
-    reference_mask: np.ndarray | None = None,
-    strength: float = 1.0,
-    levels: int = 5,
-) -> np.ndarray:
-    """Low frequencies from `reference`, detail from `image`: ``image - low(image) + low(ref)``.
+def _wavelet(img: np.ndarray, ref: np.ndarray, w_img: Weights, w_ref: Weights) -> np.ndarray:
+    """Low frequencies from the reference, detail from the image: ``img - low(img) + low(ref)``.
 
-    `low` is `wavelet_lowpass` with `levels` levels; with masks it is measured inside each
-    image's region only. Shapes and masks as in `color_transfer`; the reference is resampled to
-    the image (Lanczos) when sizes differ.
-
-    Returns
-    -------
-    ndarray of the image's shape, float32 in [0, 1]
-    """
-    check_strength(strength)
-    # float32: half the memory and time on big images, ample for 8- or 16-bit colours
-    img, ref, w_img, w_ref, shape = prepare(
-        image, reference, mask, reference_mask, align=True, dtype=np.float32
-    )
-    low_img = wavelet_lowpass(img, levels=levels, weights=w_img)
-    low_ref = wavelet_lowpass(ref, levels=levels, weights=w_ref)
-    return finish(img, img + (low_ref - low_img), w_img, strength, shape)
+    `low` is `wavelet_lowpass`; with masks it is measured inside each image's region only. The
+    reference is resampled to the image (Lanczos) when sizes differ."""
+    low_img = wavelet_lowpass(img, levels=WAVELET_LEVELS, weights=w_img)
+    low_ref = wavelet_lowpass(ref, levels=WAVELET_LEVELS, weights=w_ref)
+    return img + (low_ref - low_img)
 
 
-def adain_transfer(
-    image: np.ndarray,
-    reference: np.ndarray,
-    *,
-    mask: np.ndarray | None = None,
-    reference_mask: np.ndarray | None = None,
-    strength: float = 1.0,
-) -> np.ndarray:
-    """Per-channel mean and standard deviation of `reference`, in RGB (AdaIN without a network).
-
-    Shapes and masks as in `color_transfer`. A flat image channel (no spread) is only shifted.
-
-    Returns
-    -------
-    ndarray of the image's shape, float32 in [0, 1]
-    """
-    check_strength(strength)
-    img, ref, w_img, w_ref, shape = prepare(image, reference, mask, reference_mask, align=False)
-    return finish(img, match_moments(img, ref, w_img, w_ref), w_img, strength, shape)
+def _adain(img: np.ndarray, ref: np.ndarray, w_img: Weights, w_ref: Weights) -> np.ndarray:
+    """Per-channel mean and standard deviation of the reference, in RGB (AdaIN without a
+    network). A flat image channel (no spread) is only shifted."""
+    return match_moments(img, ref, w_img, w_ref)
 
 
-def lab_transfer(
-    image: np.ndarray,
-    reference: np.ndarray,
-    *,
-    mask: np.ndarray | None = None,
-    reference_mask: np.ndarray | None = None,
-    strength: float = 1.0,
-) -> np.ndarray:
-    """Reinhard transfer: per-channel mean and standard deviation of `reference` in CIE Lab.
+def _lab(img: np.ndarray, ref: np.ndarray, w_img: Weights, w_ref: Weights) -> np.ndarray:
+    """Reinhard transfer: per-channel mean and standard deviation of the reference in CIE Lab.
 
-    Shapes and masks as in `color_transfer`; grey images match lightness only. Colours pushed
-    outside the sRGB gamut are clipped.
-
-    Returns
-    -------
-    ndarray of the image's shape, float32 in [0, 1]
-    """
+    Grey images match lightness only. Colours pushed outside the sRGB gamut are clipped."""
     from skimage.color import lab2rgb, rgb2lab
 
-    check_strength(strength)
-    img, ref, w_img, w_ref, shape = prepare(image, reference, mask, reference_mask, align=False)
     grey = img.shape[2] == 1
     lab_img = rgb2lab(np.repeat(img, 3, axis=2) if grey else img)
     lab_ref = rgb2lab(np.repeat(ref, 3, axis=2) if grey else ref)
@@ -222,46 +165,41 @@ def lab_transfer(
     matched[..., channels] = match_moments(
         lab_img[..., channels], lab_ref[..., channels], w_img, w_ref, flat_std=100 * _FLAT_STD
     )
-    with warnings.catch_warnings():  # out-of-gamut colours are clipped below, as documented
+    with warnings.catch_warnings():  # out-of-gamut colours are clipped by `finish`, as documented
         warnings.simplefilter("ignore")
         rgb = lab2rgb(matched)
-    out = rgb.mean(axis=2, keepdims=True) if grey else rgb
-    return finish(img, out, w_img, strength, shape)
+    return rgb.mean(axis=2, keepdims=True) if grey else rgb
 
 
-def hist_transfer(
-    image: np.ndarray,
-    reference: np.ndarray,
-    *,
-    mask: np.ndarray | None = None,
-    reference_mask: np.ndarray | None = None,
-    strength: float = 1.0,
-) -> np.ndarray:
+def _hist(img: np.ndarray, ref: np.ndarray, w_img: Weights, w_ref: Weights) -> np.ndarray:
     """Exact per-channel histogram matching: each value goes to the reference's value at the
-    same cumulative (mask-weighted) frequency.
-
-    Without masks this is `skimage.exposure.match_histograms` per channel. Shapes and masks as
-    in `color_transfer`.
-
-    Returns
-    -------
-    ndarray of the image's shape, float32 in [0, 1]
-    """
-    check_strength(strength)
-    img, ref, w_img, w_ref, shape = prepare(image, reference, mask, reference_mask, align=False)
+    same cumulative (mask-weighted) frequency. Without masks this is
+    `skimage.exposure.match_histograms` per channel."""
     out = np.empty_like(img)
     for c in range(img.shape[2]):
         out[..., c] = _match_cdf(img[..., c], ref[..., c], w_img, w_ref)
-    return finish(img, out, w_img, strength, shape)
+    return out
 
 
-TRANSFERS: dict[str, Callable[..., np.ndarray]] = {
-    "local": local_transfer,
-    "wavelet": wavelet_transfer,
-    "lab": lab_transfer,
-    "hist": hist_transfer,
-    "adain": adain_transfer,
+# method -> (core, reference resampled to the image's size, working dtype)
+_CORES: dict[str, tuple[Callable[..., np.ndarray], bool, type]] = {
+    "local": (_local, False, np.float32),
+    # float32: half the memory and time on big images, ample for 8- or 16-bit colours
+    "wavelet": (_wavelet, True, np.float32),
+    "lab": (_lab, False, np.float64),
+    "hist": (_hist, False, np.float64),
+    "adain": (_adain, False, np.float64),
 }
+
+
+def wavelet_transfer(image: np.ndarray, reference: np.ndarray, **kwargs) -> np.ndarray:
+    """`color_transfer(image, reference, "wavelet", ...)`."""
+    return color_transfer(image, reference, "wavelet", **kwargs)
+
+
+def hist_transfer(image: np.ndarray, reference: np.ndarray, **kwargs) -> np.ndarray:
+    """`color_transfer(image, reference, "hist", ...)`."""
+    return color_transfer(image, reference, "hist", **kwargs)
 
 
 def wavelet_lowpass(

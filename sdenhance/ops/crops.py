@@ -1,4 +1,4 @@
-"""Crop geometry around masks (boxes at a multiple, grouped regions) and the bit-exact paste back."""
+"""Crop geometry around masks (boxes at a multiple, grouped regions), the bit-exact paste back."""
 
 from __future__ import annotations
 

@@ -16,18 +16,13 @@ import numpy as np
 from PIL import Image
 
 from sdenhance.errors import SdenhanceError
-
-Box = tuple[int, int, int, int]
+from sdenhance.ops.rect import Box, Rect
 
 
 @dataclass(frozen=True)
-class Face:
+class Face(Rect):
     """A detected face: half-open box in image pixels and a detector score (higher = surer)."""
 
-    x0: int
-    y0: int
-    x1: int
-    y1: int
     score: float
 
     def __post_init__(self) -> None:
@@ -38,21 +33,9 @@ class Face:
             )
 
     @property
-    def width(self) -> int:
-        return self.x1 - self.x0
-
-    @property
-    def height(self) -> int:
-        return self.y1 - self.y0
-
-    @property
     def center(self) -> tuple[float, float]:
         """``(x, y)`` of the box centre, in the same continuous pixel frame as the box edges."""
         return ((self.x0 + self.x1) / 2, (self.y0 + self.y1) / 2)
-
-    @property
-    def box(self) -> Box:
-        return (self.x0, self.y0, self.x1, self.y1)
 
 
 # --- box maths ------------------------------------------------------------------------------

@@ -26,8 +26,7 @@ import cv2
 import numpy as np
 
 from sdenhance.errors import SdenhanceError
-
-Box = tuple[int, int, int, int]
+from sdenhance.ops.rect import Box
 
 METHODS = ("patchmatch", "telea", "ns")
 DEFAULT_RADIUS = {"patchmatch": 3, "telea": 5, "ns": 5}
@@ -156,11 +155,11 @@ def _patchmatch_box(pm, image, hole, radius: int, seed: int, scale: float) -> np
 def work_boxes(hole: np.ndarray, context: int = CONTEXT) -> list[Box]:
     """Disjoint boxes that each hold a group of nearby hole parts with context around them.
 
-    Parts closer than ``2 * context`` px group; each group's box reaches `context` px beyond
-    it, or an eighth of the group's longer side when that is more, clipped to the image. Near
-    context is the right source: with the whole photo to search, PatchMatch pastes the
-    astronaut's face over the shuttle it removes (`bench/removal.py`). Overlapping boxes merge until none overlap. Beyond `MAX_BOXES`
-    groups, one box holds them all.
+    Parts closer than ``2 * context`` px group; each group's box reaches `context` px beyond it, or
+    an eighth of the group's longer side when that is more, clipped to the image. Near context is
+    the right source: with the whole photo to search, PatchMatch pastes the astronaut's face over
+    the shuttle it removes (`bench/removal.py`). Overlapping boxes merge until none overlap. Beyond
+    `MAX_BOXES` groups, one box holds them all.
 
     Returns
     -------

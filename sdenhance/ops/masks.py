@@ -18,10 +18,9 @@ import numpy as np
 from PIL import Image
 
 from sdenhance.errors import SdenhanceError
+from sdenhance.ops.rect import Box
 
 log = logging.getLogger("sdenhance")
-
-Box = tuple[int, int, int, int]
 
 # Rec. 601 luma weights in per mille, as Pillow's own RGB -> L conversion uses.
 _LUMA = np.array([299, 587, 114], dtype=np.int64)

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sdenhance.errors import SdenhanceError
+from sdenhance.ops.rect import Rect
 
 __all__ = [
     "Tile",
@@ -36,26 +37,8 @@ __all__ = [
 
 
 @dataclass(frozen=True)
-class Tile:
-    """A half-open box `[x0, x1) × [y0, y1)` in image (or latent) coordinates."""
-
-    x0: int
-    y0: int
-    x1: int
-    y1: int
-
-    @property
-    def width(self) -> int:
-        return self.x1 - self.x0
-
-    @property
-    def height(self) -> int:
-        return self.y1 - self.y0
-
-    @property
-    def slices(self) -> tuple[slice, slice]:
-        """`(rows, cols)` so that `array[tile.slices]` is the tile's patch."""
-        return slice(self.y0, self.y1), slice(self.x0, self.x1)
+class Tile(Rect):
+    """A tile of a grid: a `Rect` in image (or latent) coordinates."""
 
 
 def _check_int(name: str, value: int, *, minimum: int) -> None:

@@ -7,6 +7,7 @@ the server offers (presets, recipes, upscalers, schedulers, health)."""
 import asyncio
 import json
 import shutil
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 from sdenhance.errors import SdenhanceError
@@ -25,6 +26,21 @@ def queue_of(request: "Request") -> JobQueue:
     return request.app.state.queue
 
 
+def finished_result(request: "Request", job_id: str) -> Any:
+    """The path of a job's result file, or the JSON answer saying why there is none (409 not
+    done, 410 removed)."""
+    from fastapi.responses import JSONResponse
+
+    queue = queue_of(request)
+    snap = queue.status(job_id)
+    path = queue.result_path(job_id)
+    if path is None:
+        return JSONResponse({"detail": f"job {job_id} is {snap['status']}, no result"}, 409)
+    if not path.is_file():
+        return JSONResponse({"detail": f"the result of job {job_id} was removed"}, 410)
+    return path
+
+
 def _upload_name(upload: "UploadFile") -> str:
     """The client's file name, reduced to its last component (it is only recorded)."""
     name = (upload.filename or "upload").replace("\\", "/").rsplit("/", 1)[-1]
@@ -34,7 +50,7 @@ def _upload_name(upload: "UploadFile") -> str:
 def build_router() -> Any:
     """These routes as a FastAPI router; FastAPI (the `serve` extra) is imported only here."""
     from fastapi import APIRouter, File, Form, Request, UploadFile
-    from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+    from fastapi.responses import FileResponse, StreamingResponse
 
     router = APIRouter(prefix="/api/v1", tags=["sdenhance"])
 
@@ -111,13 +127,9 @@ def build_router() -> Any:
     )
     def job_result(request: Request, job_id: str) -> Any:
         """The result PNG, with its full metadata (A1111 parameters and the sdenhance record)."""
-        queue = queue_of(request)
-        snap = queue.status(job_id)
-        path = queue.result_path(job_id)
-        if path is None:
-            return JSONResponse({"detail": f"job {job_id} is {snap['status']}, no result"}, 409)
-        if not path.is_file():
-            return JSONResponse({"detail": f"the result of job {job_id} was removed"}, 410)
+        path = finished_result(request, job_id)
+        if not isinstance(path, Path):
+            return path
         return FileResponse(path, media_type="image/png", filename=path.name)
 
     @router.get("/jobs/{job_id}/events", response_class=StreamingResponse)

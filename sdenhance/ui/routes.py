@@ -4,9 +4,10 @@ They sit behind the server's token like every API route."""
 
 # no `from __future__ import annotations`: FastAPI reads the route functions' annotations, and
 # those name FastAPI's types, imported inside `build_router` (the web framework is an extra)
+from pathlib import Path
 from typing import Any
 
-from sdenhance.server.routes_v1 import queue_of
+from sdenhance.server.routes_v1 import finished_result
 from sdenhance.ui.command import cli_command
 from sdenhance.ui.schema import page_schema
 
@@ -22,7 +23,6 @@ def _plain_name(name: str | None) -> str | None:
 def build_router() -> Any:
     """The page's routes as a FastAPI router (imported here: FastAPI is the `serve` extra)."""
     from fastapi import APIRouter, Query, Request
-    from fastapi.responses import JSONResponse
 
     router = APIRouter(prefix="/api/v1", tags=["ui"])
 
@@ -45,13 +45,9 @@ def build_router() -> Any:
         record and the `sdenhance` command line that reproduces it."""
         from sdenhance.io.load import read_metadata
 
-        queue = queue_of(request)
-        snap = queue.status(job_id)
-        path = queue.result_path(job_id)
-        if path is None:
-            return JSONResponse({"detail": f"job {job_id} is {snap['status']}, no result"}, 409)
-        if not path.is_file():
-            return JSONResponse({"detail": f"the result of job {job_id} was removed"}, 410)
+        path = finished_result(request, job_id)
+        if not isinstance(path, Path):
+            return path
         meta = read_metadata(path)
         record = meta.sdenhance if isinstance(meta.sdenhance, dict) else {}
         names = {"image": image, "mask": mask, "reference": reference, "original": original}
