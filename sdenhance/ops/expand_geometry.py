@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sdenhance.errors import SdenhanceError
+from sdenhance.errors import SdenhanceError, option_text
 from sdenhance.ops.masks import Box, feather
 
 # where the original sits on each axis: 0 at the start, 1 centred, 2 at the end (in halves)
@@ -112,11 +112,17 @@ def placement(
     if placed.canvas == tuple(size):
         w, h = size
         why = f"the image {w}×{h} already has that aspect" if aspect else "no side grows"
-        raise SdenhanceError(
-            f"nothing to expand: {why}; give --left/--right/--top/--bottom, --aspect, or a "
-            "--width/--height larger than the image"
-        )
+        raise SdenhanceError(f"nothing to expand: {why}; give {ways_text()} larger than the image")
     return placed
+
+
+def ways_text() -> str:
+    """The ways to ask for a size, as options or flags (`errors.option_text`)."""
+    sides = "/".join(option_text(s) for s in ("left", "right", "top", "bottom"))
+    return (
+        f"px per side ({sides}), an {option_text('aspect')} such as 16:9, or a "
+        f"{option_text('width')}/{option_text('height')}"
+    )
 
 
 def new_area(placed: Placement) -> np.ndarray:

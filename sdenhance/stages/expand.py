@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image
 
 from sdenhance.diffusion.conditioning import conditioned
-from sdenhance.errors import SdenhanceError
+from sdenhance.errors import SdenhanceError, option_text
 from sdenhance.io.limits import check_output_size
 from sdenhance.models.config import native_resolution
 from sdenhance.models.schedulers import DEFAULT_SCHEDULER, SCHEDULERS
@@ -32,6 +32,7 @@ from sdenhance.ops.expand_geometry import (
     parse_aspect,
     placement,
     seam_blend,
+    ways_text,
 )
 from sdenhance.ops.expand_windows import context_px, plan_windows
 from sdenhance.ops.masks import feather
@@ -41,7 +42,7 @@ from sdenhance.stages import Context, inpaint
 from sdenhance.stages.img2img import DEFAULT_NEGATIVE
 from sdenhance.stages.networks import NetworkOptions
 
-SIDES = ("left", "top", "right", "bottom")
+SIDES = ("left", "right", "top", "bottom")
 DIFFUSION = ("prompt", "negative_prompt", "steps", "guidance", "scheduler", "seam")
 NETWORKS = ("loras", "embeddings", "clip_skip")
 
@@ -119,21 +120,19 @@ class Options(NetworkOptions):
     def check(self) -> None:
         super().check()
         ways = [
-            name
-            for name, given in (
-                ("--left/--right/--top/--bottom", any(getattr(self, s) for s in SIDES)),
-                ("--aspect", self.aspect is not None),
-                ("--width/--height", self.width is not None or self.height is not None),
+            names
+            for names, given in (
+                (SIDES, any(getattr(self, s) for s in SIDES)),
+                (("aspect",), self.aspect is not None),
+                (("width", "height"), self.width is not None or self.height is not None),
             )
             if given
         ]
         if not ways:
-            raise SdenhanceError(
-                "expand needs a new size: px per side (--left/--right/--top/--bottom), an "
-                "--aspect such as 16:9, or a --width/--height"
-            )
+            raise SdenhanceError(f"expand needs a new size: {ways_text()}")
         if len(ways) > 1:
-            raise SdenhanceError(f"give one way to size the canvas; got {' and '.join(ways)}")
+            got = " and ".join("/".join(map(option_text, names)) for names in ways)
+            raise SdenhanceError(f"give one way to size the canvas; got {got}")
         if self.aspect is not None:
             parse_aspect(self.aspect)
         if self.width is not None and self.height is not None:
@@ -142,16 +141,19 @@ class Options(NetworkOptions):
 
 def in_effect(opts: Options) -> tuple[frozenset[str], str] | None:
     """The options that count: the size asked for one way; the fill alone at strength 0."""
+    why = []
     if any(getattr(opts, s) for s in SIDES):
         size: tuple[str, ...] = SIDES
+        why.append("px per side place the original")
     else:
         size = ("aspect",) if opts.aspect is not None else ("width", "height")
         size += ("anchor",)
     used = {*size, "fill", "strength", "seam"}
     if opts.strength > 0:
         used |= {*DIFFUSION, *NETWORKS}
-    why = "at strength 0 the fill is the result" if opts.strength == 0 else "the size is given"
-    return frozenset(used), f"{why} ({', '.join(size)})"
+    else:
+        why.append("at strength 0 the fill is the result")
+    return frozenset(used), "; ".join(why) or "the size is asked for another way"
 
 
 def placement_of(size: tuple[int, int], opts: Options) -> Placement:
@@ -166,6 +168,11 @@ def placement_of(size: tuple[int, int], opts: Options) -> Placement:
     )
     check_output_size(placed.canvas)
     return placed
+
+
+def target_size(size: tuple[int, int], opts: Options) -> tuple[int, int]:
+    """The output size for an input of `size` (planning a chain's sizes before it runs)."""
+    return placement_of(size, opts).canvas
 
 
 def placed_alpha(alpha: Image.Image, opts: Options) -> Image.Image:
