@@ -238,3 +238,11 @@ def test_target_size_plans_the_canvas_before_running(photo) -> None:
     plan = expand_stage.target_size
     assert plan((96, 80), build_options("expand", {"aspect": "2:1"})) == (160, 80)
     assert plan((96, 80), build_options("expand", {"left": 4, "bottom": 6})) == (100, 86)
+
+
+def test_a_canvas_that_would_not_fit_in_free_memory_is_refused(photo, monkeypatch) -> None:
+    from sdenhance.io import limits
+
+    monkeypatch.setattr(limits, "free_memory", lambda: 2**20)  # 1 MiB free
+    with pytest.raises(SdenhanceError, match="expanding to 1096×80 needs about"):
+        OFFLINE.expand(photo, right=1000, strength=0.0)

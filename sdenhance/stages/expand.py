@@ -20,7 +20,7 @@ from PIL import Image
 
 from sdenhance.diffusion.conditioning import conditioned
 from sdenhance.errors import SdenhanceError, option_text
-from sdenhance.io.limits import check_output_size
+from sdenhance.io.limits import check_free_memory, check_output_size
 from sdenhance.models.config import native_resolution
 from sdenhance.models.schedulers import DEFAULT_SCHEDULER, SCHEDULERS
 from sdenhance.ops.crops import composite_exact, crop
@@ -45,6 +45,9 @@ from sdenhance.stages.networks import NetworkOptions
 SIDES = ("left", "right", "top", "bottom")
 DIFFUSION = ("prompt", "negative_prompt", "steps", "guidance", "scheduler", "seam")
 NETWORKS = ("loras", "embeddings", "clip_skip")
+BYTES_PER_PIXEL = 100
+"""Peak memory per canvas pixel: the canvases (uint8), masks (float32) and, largest, the
+float64 mixing of the final `composite_exact`."""
 
 
 def _side(name: str) -> Any:
@@ -233,55 +236,68 @@ def paint_windows(
     return generated, ran
 
 
+def window_painter(pipe: Any, opts: Options, ctx: Context, generator: Any, cond: Any, total: int):
+    """`paint(n, box, image, own)` for `paint_windows`: one window through the inpainting
+    pipeline at the model's native size (`stages.inpaint.repaint`), prompts `cond`."""
+    native = native_resolution(pipe)
+    painter = painter_options(opts)
+
+    def paint(n: int, box: Any, context: np.ndarray, own: np.ndarray) -> np.ndarray:
+        label = f"expand {n + 1}/{total}"
+        return inpaint.repaint(
+            pipe,
+            context,
+            (own > 0).astype(np.float32),
+            crop_job(box, own, native),
+            painter,
+            generator,
+            lambda i, steps: ctx.progress(label, i, steps),
+            cond,
+        )
+
+    return paint
+
+
 def run(image: Image.Image, opts: Options, ctx: Context) -> Image.Image:
     """Expand an RGB image's canvas and paint the new area; the original stays exact beyond
     the seam band."""
-    # 1. Check inputs: the canvas asked for, within the output limit
+    # 1. Check inputs: the canvas asked for, within the output limit and the free memory
     placed = placement_of(image.size, opts)
+    w, h = placed.canvas
+    check_free_memory(w * h * BYTES_PER_PIXEL, f"expanding to {w}×{h}")
     original = np.asarray(image.convert("RGB"), dtype=np.uint8)
 
-    # 2. Blend mask: the new area, ramping to 0 `seam` px into the original
+    # 2. For a repaint: the model, and its windows (too many are refused before any work)
+    diffuse = opts.strength > 0
+    if diffuse:
+        pipe = ctx.engine.inpaint(opts.scheduler)
+        native = native_resolution(pipe)
+        windows = plan_windows(placed.canvas, placed.box, native, opts.seam)
+
+    # 3. Blend mask: the new area, ramping to 0 `seam` px into the original
     blend = seam_blend(placed, opts.seam)
     region = (blend > 0).astype(np.float32)
 
-    # 3. First content of the new area
-    diffuse = opts.strength > 0
+    # 4. First content of the new area
     seed = ctx.resolve_seed() if diffuse or opts.fill in ("noise", "patchmatch") else None
     start = first_fill(original, placed, opts.fill, seed=seed)
-    record: dict[str, Any] = {"canvas": list(placed.canvas), "box": list(placed.box)}
+    record: dict[str, Any] = {"canvas": [w, h], "box": list(placed.box)}
     if not diffuse:  # strength 0: the fill is the result, no model loads
         ctx.record["expand"] = record
         return Image.fromarray(start, "RGB")
 
-    # 4. Paint the new area and the band in native-size windows, stepping outward
+    # 5. Paint the new area and the band window by window, stepping outward
     engine = ctx.engine
-    pipe = engine.inpaint(opts.scheduler)
-    native = native_resolution(pipe)
-    windows = plan_windows(placed.canvas, placed.box, native, opts.seam)
     generator = engine.generator(seed)  # type: ignore[arg-type]
-    painter = painter_options(opts)
     with conditioned(engine, pipe, opts, guidance=opts.guidance > 1.0) as (cond, networks):
-
-        def paint(n: int, box: Any, context: np.ndarray, own: np.ndarray) -> np.ndarray:
-            label = f"expand {n + 1}/{len(windows)}"
-            return inpaint.repaint(
-                pipe,
-                context,
-                (own > 0).astype(np.float32),
-                crop_job(box, own, native),
-                painter,
-                generator,
-                lambda i, total: ctx.progress(label, i, total),
-                cond,
-            )
-
+        paint = window_painter(pipe, opts, ctx, generator, cond, len(windows))
         feather_px = max(1, context_px(native, opts.seam) // 2)
         generated, ran = paint_windows(start, region, windows, paint, feather_px)
 
-    # 5. Composite: bit-identical to the original beyond the seam band
+    # 6. Composite: bit-identical to the original beyond the seam band
     result = composite_exact(start, generated, blend)
 
-    # 6. Record what ran
+    # 7. Record what ran
     ctx.record.update(
         prompt=opts.prompt,
         negative_prompt=opts.negative_prompt,
