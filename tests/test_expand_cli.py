@@ -97,6 +97,11 @@ def test_cli_warns_that_anchor_has_no_effect_with_px_per_side(photo_file) -> Non
     result = cli("expand", str(photo_file), "--right", "8", "--anchor", "top", "-s", "0")
     assert result.exit_code == 0, result.output
     assert "no effect: --anchor (px per side place the original" in result.stderr
+    fill = cli("expand", str(photo_file), "--right", "8", "-s", "1", "--fill", "mirror",
+               "--model", "nobody/missing", "-o", str(photo_file.parent / "o.png"))  # fmt: skip
+    assert fill.exit_code == 2  # the model is missing, but the warning came first
+    said = " ".join(fill.stderr.split())
+    assert "no effect: --fill (" in said and "at strength 1 the new area is painted" in said
 
 
 RECIPE = """

@@ -28,7 +28,6 @@ from sdenhance.ops.expand_fill import FILLS, first_fill
 from sdenhance.ops.expand_geometry import (
     ANCHORS,
     Placement,
-    on_canvas,
     parse_aspect,
     placement,
     seam_blend,
@@ -143,7 +142,8 @@ class Options(NetworkOptions):
 
 
 def in_effect(opts: Options) -> tuple[frozenset[str], str] | None:
-    """The options that count: the size asked for one way; the fill alone at strength 0."""
+    """The options that count: the size asked for one way; the fill alone at strength 0,
+    the fill not at all at strength 1."""
     why = []
     if any(getattr(opts, s) for s in SIDES):
         size: tuple[str, ...] = SIDES
@@ -151,11 +151,15 @@ def in_effect(opts: Options) -> tuple[frozenset[str], str] | None:
     else:
         size = ("aspect",) if opts.aspect is not None else ("width", "height")
         size += ("anchor",)
-    used = {*size, "fill", "strength", "seam"}
+    used = {*size, "strength"}
     if opts.strength > 0:
         used |= {*DIFFUSION, *NETWORKS}
     else:
         why.append("at strength 0 the fill is the result")
+    if opts.strength < 1:
+        used.add("fill")
+    else:  # diffusers starts a full-strength inpaint from pure noise
+        why.append("at strength 1 the new area is painted from noise")
     return frozenset(used), "; ".join(why) or "the size is asked for another way"
 
 
@@ -181,11 +185,11 @@ def target_size(size: tuple[int, int], opts: Options) -> tuple[int, int]:
 def placed_alpha(alpha: Image.Image, opts: Options) -> Image.Image:
     """The input's alpha on the canvas: kept on the original, opaque on the new area."""
     placed = placement_of(alpha.size, opts)
-    out = on_canvas(np.asarray(alpha.convert("L")), placed)
+    w, h = placed.canvas
     x0, y0, x1, y1 = placed.box
-    opaque = np.full(out.shape, 255, np.uint8)
-    opaque[y0:y1, x0:x1] = out[y0:y1, x0:x1]
-    return Image.fromarray(opaque, "L")
+    out = np.full((h, w), 255, np.uint8)
+    out[y0:y1, x0:x1] = np.asarray(alpha.convert("L"))
+    return Image.fromarray(out, "L")
 
 
 def painter_options(opts: Options) -> inpaint.Options:
