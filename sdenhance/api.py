@@ -211,6 +211,12 @@ class Enhancer:
         image, mask = _mask_or_alpha(image, mask)
         return self.run("remove", image, images={"mask": mask}, **options)
 
+    def expand(self, image: ImageLike, **options: Any) -> Image.Image:
+        """Outpaint: grow the canvas (`left`/`right`/`top`/`bottom` px, or `aspect` or
+        `width`/`height` with `anchor`) and paint the new area with `prompt`; original pixels
+        beyond the `seam` band stay bit-identical."""
+        return self.run("expand", image, **options)
+
     def colorfix(self, image: ImageLike, reference: ImageLike, **options: Any) -> Image.Image:
         """Give `image` the colours of `reference` (`method` local|wavelet|lab|hist|adain)."""
         return self.run("colorfix", image, images={"reference": reference}, **options)

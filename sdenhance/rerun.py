@@ -18,12 +18,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from sdenhance.errors import SdenhanceError
 from sdenhance.io.limits import MAX_OUTPUT_PIXELS
 from sdenhance.io.mask_record import MAX_EMBED
+from sdenhance.ops.expand_windows import MAX_WINDOWS
 from sdenhance.options import MAX_SIDE, MAX_TEXT, shown
 
 MAX_STEPS = 32
 Short = Annotated[str, Field(max_length=4096)]
 Side = Annotated[int, Field(ge=1, le=MAX_SIDE)]
 Scalar = str | int | float | bool | None
+Coordinate = Annotated[int, Field(ge=0, le=MAX_SIDE)]
+BoxList = Annotated[list[Coordinate], Field(min_length=4, max_length=4)]
 DTYPES = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}
 
 
@@ -49,6 +52,14 @@ class RecordMask(RecordInput):
     png: Annotated[str, Field(max_length=MAX_EMBED * 4 // 3 + 4)] | None = None
 
 
+class RecordExpand(_Strict):
+    """What an expansion made: its canvas, the original's box on it, the windows painted."""
+
+    canvas: Annotated[list[Side], Field(min_length=2, max_length=2)]
+    box: BoxList
+    windows: Annotated[list[BoxList], Field(max_length=MAX_WINDOWS)] = Field(default_factory=list)
+
+
 class RecordNetwork(_Strict):
     """A LoRA or embedding a run used: its name, weight (LoRAs) and A1111 short hash."""
 
@@ -70,6 +81,7 @@ class _Entries(_Strict):
     memory_fallback: dict[str, int | None] | None = None
     faces: list[dict[str, Any]] | None = None
     inpaint_crops: list[dict[str, Any]] | None = None
+    expand: RecordExpand | None = None
     reference: Short | None = None
     original: Short | None = None
     mask: RecordMask | None = None

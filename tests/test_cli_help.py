@@ -16,6 +16,7 @@ from sdenhance.stages import get_stage
 
 COMMANDS = [
     "upscale", "img2img", "inpaint", "remove", "facefix", "colorfix", "blend", "denoise", "deblur",
+    "expand",
 ]  # fmt: skip
 runner = CliRunner()
 

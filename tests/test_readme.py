@@ -77,7 +77,7 @@ def test_every_command_line_runs(world):
     for line in lines:
         args = shlex.split(line)[1:]
         args = [str(p) for a in args for p in (sorted(world.glob(a)) if "*" in a else [a])]
-        if args[0] in {"upscale", "img2img", "inpaint", "facefix", "run"}:
+        if args[0] in {"upscale", "img2img", "inpaint", "facefix", "expand", "run"}:
             args += ["--set", "steps=2"] if args[0] == "run" else fast
         result = CliRunner().invoke(app, args, catch_exceptions=False)
         assert result.exit_code == 0, (line, result.output)

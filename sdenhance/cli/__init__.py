@@ -75,6 +75,7 @@ def _register() -> None:
     from sdenhance.cli import (
         color,
         enhance,
+        expand,
         facefix,
         img2img,
         info,
@@ -85,7 +86,8 @@ def _register() -> None:
         upscale,
     )
 
-    for module in (upscale, enhance, img2img, inpaint, facefix, color, recipes, info, serve, ui):
+    stages = (upscale, enhance, img2img, inpaint, expand, facefix, color)
+    for module in (*stages, recipes, info, serve, ui):
         app.add_typer(module.app)
 
 

@@ -48,7 +48,9 @@ PANELS: dict[str, str] = {
         ),
         P_DIFF,
     ),
-    **dict.fromkeys(("scale", "width", "height"), P_SIZE),
+    **dict.fromkeys(
+        ("scale", "width", "height", "left", "right", "top", "bottom", "aspect", "anchor"), P_SIZE
+    ),
     **dict.fromkeys(("tile", "overlap", "tile_batch", "vae_tile"), P_TILE),
     **dict.fromkeys(("color_fix", "color_match", "opacity", "blend"), P_COLOUR),
 }
@@ -59,6 +61,7 @@ STAGE_PANELS: dict[str, str] = {
     "denoise": P_COLOUR,
     "inpaint": P_MASK,
     "remove": P_MASK,
+    "expand": P_MASK,
 }
 # short flags users type, and the older flag names kept as aliases (names are a contract)
 SHORT: dict[str, tuple[str, ...]] = {"prompt": ("-p",), "negative_prompt": ("-n",)}

@@ -38,6 +38,7 @@ STAGES: dict[str, str] = {
     "resize": "sdenhance.stages.resize",
     "facefix": "sdenhance.stages.facefix",
     "deblur": "sdenhance.stages.deblur",
+    "expand": "sdenhance.stages.expand",
 }
 
 ProgressFn = Callable[[str, int, int], None]
@@ -148,6 +149,9 @@ def apply_stage(stage: str, image: Image.Image, opts: Any, ctx: Context) -> Imag
     with _offline_way_round(module):
         out = module.run(rgb, opts, ctx)
     record_step(ctx.record, before, stage, module, opts, (rgb.size, out.size))
+    place = getattr(module, "placed_alpha", None)  # a stage that moves the picture places it
+    if alpha is not None and place is not None:
+        alpha = place(alpha, opts)
     result = join_alpha(out, alpha)
     result.info.update({k: image.info[k] for k in CARRIED_KEYS if k in image.info})
     return result
