@@ -62,7 +62,7 @@ def test_the_page_calls_no_outside_host(client):
 def test_the_schema_is_each_stages_options(client):
     schema = client.get("/api/v1/stages", headers=AUTH).json()
     tab_stages = [s for tab in schema["tabs"] for s in tab["stages"]]
-    assert tab_stages == ["upscale", "inpaint", "remove", "facefix", "colorfix", "blend"]
+    assert tab_stages == ["upscale", "inpaint", "remove", "facefix", "expand", "colorfix", "blend"]
     assert set(tab_stages) <= set(STAGES)
     for name in tab_stages:
         fields = dataclasses.fields(get_stage(name).Options)

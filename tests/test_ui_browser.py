@@ -173,7 +173,7 @@ def test_the_token_prompt_then_every_tab(ui, photos):
     page.wait_for_selector("#app:not([hidden])")
     upload(page, photos["chelsea"])
     titles = page.locator("nav [role=tab]").all_text_contents()
-    assert titles == ["Upscale", "Inpaint", "Remove", "Face fix", "Colour fix / blend"]
+    assert titles == ["Upscale", "Inpaint", "Remove", "Face fix", "Expand", "Colour fix / blend"]
     for title in titles:
         page.get_by_role("tab", name=title).click()
         shot(ui, "tab-" + title.split()[0].lower())
@@ -378,6 +378,24 @@ def test_cancel_a_running_job(ui, photos):
     assert page.locator("#history li").count() == history
 
 
+def test_expand_grows_the_canvas_and_keeps_the_original_beyond_the_seam(ui, photos, tmp_path):
+    page = ui["page"]
+    upload(page, photos["chelsea"])
+    page.get_by_role("tab", name="Expand").click()
+    set_option(page, "expand", "right", 40)
+    set_option(page, "expand", "top", 24)
+    set_option(page, "expand", "steps", 4)
+    set_option(page, "expand", "seam", 16)
+    run_and_wait(page)
+    result = np.asarray(Image.open(download(page, tmp_path)).convert("RGB"))
+    original = data.chelsea()[..., :3]
+    assert result.shape == (300 + 24, 451 + 40, 3)
+    # the original sits below the new top rows; beyond the 16 px seam band it is untouched
+    np.testing.assert_array_equal(result[24 + 16 :, : 451 - 16], original[16:, : 451 - 16])
+    assert np.any(result[:24] != 0) and np.any(result[24:, 451:] != 0)
+    assert page.text_content("#cli-command").startswith("sdenhance expand chelsea.png ")
+
+
 def test_the_page_asked_no_host_but_the_server(ui):
     server = urlsplit(ui["url"]).netloc
     assert ui["requests"], "no requests were recorded"
@@ -388,5 +406,5 @@ def test_the_page_asked_no_host_but_the_server(ui):
     ]
     assert foreign == []
     assert ui["errors"] == []
-    tabs = {"upscale", "inpaint", "remove", "face", "colour"}
+    tabs = {"upscale", "inpaint", "remove", "face", "expand", "colour"}
     assert {f"tab-{t}.png" for t in tabs} <= {p.name for p in ui["shots"].iterdir()}

@@ -12,6 +12,7 @@ import typer
 from sdenhance.cli import common as c
 from sdenhance.cli.images import input_record
 from sdenhance.cli.networks import installed_only, network_options, warn_changed
+from sdenhance.cli.rerun_record import record_of, recorded_dtype, recorded_input
 from sdenhance.cli.stage_work import writes_deep
 from sdenhance.cli.terminal import literal
 from sdenhance.errors import SdenhanceError
@@ -259,11 +260,11 @@ def run(
     if from_image is not None:
         if recipe is not None:
             specs.insert(0, recipe)
-        record = _record_of(from_image)
+        record = record_of(from_image)
         the_recipe = Recipe.from_record(record, from_image)
         warn_changed(record, str(from_image))
         the_recipe.validate(overrides)  # the whole record is checked before any file is looked up
-        specs = specs or [_recorded_input(record, from_image)]
+        specs = specs or [recorded_input(record, from_image)]
         mask_of = rerun_mask(record, from_image, mask)
         seed = seed if seed is not None else record.seed
         engine = dataclasses.replace(  # flags win over the recorded models
@@ -272,9 +273,7 @@ def run(
             controlnet=engine.controlnet or record.model("controlnet"),
             inpaint_model=engine.inpaint_model or record.model("inpaint_model"),
             vae=engine.vae or record.model("vae"),
-            dtype=_recorded_dtype(record, engine.device)
-            if engine.dtype == "auto"
-            else engine.dtype,
+            dtype=recorded_dtype(record, engine.device) if engine.dtype == "auto" else engine.dtype,
         )
         op = "rerun"
     else:
@@ -360,42 +359,3 @@ def run(
         settings=settings,
         check=check,
     )
-
-
-def _record_of(path: Path) -> RunRecord:
-    from sdenhance.io.load import read_metadata
-    from sdenhance.rerun import parse_record
-
-    if not path.is_file():
-        raise SdenhanceError(f"`--from`: no such file {str(path)!r}; give an image sdenhance wrote")
-    record = read_metadata(path).sdenhance
-    if not isinstance(record, dict):
-        raise SdenhanceError(
-            f"`--from {path}`: no sdenhance metadata in it; only images written by sdenhance can "
-            "be "
-            "re-run (`sdenhance info` shows what it holds)"
-        )
-    return parse_record(record, path)
-
-
-def _recorded_input(record: RunRecord, source: Path) -> str:
-    """The input named in the record, looked for beside `source` only (a bare file name)."""
-    found = record.input_beside(source)
-    if found is not None:
-        return str(found)
-    name = f" ({record.input.name} is not beside it)" if record.input is not None else ""
-    raise SdenhanceError(
-        f"`--from {source}`: give the original input{name}: sdenhance run --from {source} ORIGINAL"
-    )
-
-
-def _recorded_dtype(record: RunRecord, device: str) -> str:
-    """The dtype an output was made with (same dtype, same pixels), else auto; fp16 only where
-    this machine runs it (a GPU output re-run on a CPU falls back to auto)."""
-    from sdenhance.models.device import pick_device
-    from sdenhance.rerun import DTYPES
-
-    name = DTYPES.get(str(record.models.get("dtype", "")), "auto")
-    if name == "fp16" and pick_device(device).type == "cpu":
-        return "auto"
-    return name

@@ -29,9 +29,9 @@ def command_flags(name: str) -> frozenset[str] | None:
     """Every flag the CLI command `name` takes, or None when there is no such command."""
     import typer
 
-    from sdenhance.cli import color, facefix, img2img, inpaint, upscale
+    from sdenhance.cli import color, expand, facefix, img2img, inpaint, upscale
 
-    for module in (upscale, img2img, inpaint, facefix, color):
+    for module in (upscale, img2img, inpaint, facefix, expand, color):
         command = typer.main.get_command(module.app)
         if hasattr(command, "commands"):  # a module with several commands
             command = command.commands.get(name)

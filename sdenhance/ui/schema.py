@@ -66,9 +66,14 @@ TABS = (
         ("facefix",),
         ("prompt", "negative_prompt", "faces", "order", "strength", "blend"),
     ),
+    Tab(
+        "expand",
+        "Expand",
+        ("expand",),
+        ("left", "right", "top", "bottom", "aspect", "anchor", "prompt", "negative_prompt"),
+    ),
     Tab("colour", "Colour fix / blend", ("colorfix", "blend"), ("method", "strength", "opacity")),
 )
-"""Expand and Enhance join here once those stages exist (`STAGES`)."""
 
 
 def _server_choices() -> dict[str, Callable[[], list[str]]]:
