@@ -18,7 +18,9 @@ from typing import Any
 
 from sdenhance.errors import SdenhanceError
 
-SECONDS = 1.0
+# a few tenths of a second at most on an idle machine; the margin is for a machine busy with
+# other work (the blow-ups guarded against, quadratic parses of 256K characters, take minutes)
+SECONDS = 3.0
 MEGABYTES = 64
 
 
