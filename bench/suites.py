@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from harness import ModelTimer, PeakRSS, Section, best_of, rss_mb, stopwatch, table, wrap_engine
 from naive import feathered_paste, grid_spans, naive_grid, naive_tiles, seam_ratio, transition_mask
+from tiling import area_table
 
 BENCH_DIR = Path(__file__).resolve().parent
 MIB_PER_MP_FLOAT_RGB = 12e6 / 2**20  # one (H, W, 3) float32 buffer per output megapixel
@@ -359,6 +360,9 @@ def grid(b: Bench) -> Section:
         "axis, so the last column evaluates no extra pixels. The last column is the model work of "
         "our denoising relative to the naive grid's (the VAE work follows the same grid)."
     )
+    shifted_table, shifted_note = area_table(b.grid_sizes, tile, overlap)  # `--tiling shifted`
+    s.tables.append(shifted_table)
+    s.notes.append(shifted_note)
     return s
 
 

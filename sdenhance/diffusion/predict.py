@@ -85,12 +85,23 @@ def sdxl_time_ids(height: int, width: int, count: int, device: Any, dtype: Any) 
 def control_crops(
     control: np.ndarray, group: Sequence[tiling.Tile], device: Any, dtype: Any
 ) -> torch.Tensor:
-    """The control image (H, W, 3) in [0, 1] cropped to each latent tile, as (N, 3, h, w)."""
+    """The control image (H, W, 3) in [0, 1] cropped to each latent tile, as (N, 3, h, w).
+
+    A tile that runs past the image's edge (a shifted grid's, which wraps) takes the cells past
+    it from the opposite edge, as its latent crop does."""
     import torch
 
-    f = LATENT_FACTOR
-    crops = np.stack([control[t.y0 * f : t.y1 * f, t.x0 * f : t.x1 * f] for t in group])
+    crops = np.stack([_crop(control, t) for t in group])
     return torch.from_numpy(crops.transpose(0, 3, 1, 2).copy()).to(device, dtype)
+
+
+def _crop(image: np.ndarray, tile: tiling.Tile) -> np.ndarray:
+    f = LATENT_FACTOR
+    if tile.y1 * f <= image.shape[0] and tile.x1 * f <= image.shape[1]:
+        return image[tile.y0 * f : tile.y1 * f, tile.x0 * f : tile.x1 * f]
+    rows = np.arange(tile.y0 * f, tile.y1 * f)
+    cols = np.arange(tile.x0 * f, tile.x1 * f)
+    return image.take(rows, axis=0, mode="wrap").take(cols, axis=1, mode="wrap")
 
 
 def guide(eps: torch.Tensor, guidance: float) -> torch.Tensor:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sdenhance.ops import tiling
+from sdenhance.ops.shifted_tiles import grid_tiles
 from sdenhance.ops.sizes import LATENT_FACTOR, effective_steps, latent_canvas
 
 # peak activation bytes of one fp32 sample through UNet + ControlNet on a native-size tile
@@ -55,14 +56,13 @@ def grid_plan(
     steps: int,
     creativity: float,
     tile_batch: int,
+    tiling: str = "merged",
 ) -> Plan:
-    """Tiles of at most `tile` px overlapping by `overlap` px, shrunk to just cover the canvas."""
+    """Tiles of at most `tile` px: overlapping by `overlap` px and shrunk to just cover the
+    canvas (`merged`), or side by side with no overlap (`shifted`, see `ops.shifted_tiles`)."""
     canvas = latent_canvas(size_out)
     f = LATENT_FACTOR
-    lw, lh = canvas[0] // f, canvas[1] // f
-    tw = tiling.fit_tile(lw, tile // f, overlap // f)
-    th = tiling.fit_tile(lh, tile // f, overlap // f)
-    tiles = tiling.tile_grid(lw, lh, tw, th, overlap // f)
+    tiles = grid_tiles(canvas[0] // f, canvas[1] // f, tile // f, overlap // f, tiling)
     return Plan(size_in, size_out, canvas, tiles, denoising_steps(steps, creativity), tile_batch)
 
 

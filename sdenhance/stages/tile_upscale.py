@@ -23,7 +23,7 @@ from PIL import Image
 from sdenhance.diffusion.conditioning import conditioned
 from sdenhance.diffusion.predict import make_predict, stack_embeddings
 from sdenhance.diffusion.sampling import img2img_timesteps, noised_latents
-from sdenhance.diffusion.tiled_denoise import tiled_denoise
+from sdenhance.diffusion.shifted_denoise import denoise_tiles
 from sdenhance.diffusion.tiled_vae import vae_decode, vae_encode, vae_precision
 from sdenhance.errors import SdenhanceError
 from sdenhance.io import limits
@@ -32,6 +32,7 @@ from sdenhance.models.schedulers import DEFAULT_SCHEDULER, SCHEDULERS, make_sche
 from sdenhance.ops import sizes
 from sdenhance.ops.color import DEFAULT_METHOD as COLOR_DEFAULT
 from sdenhance.ops.color import METHODS as COLOR_METHODS
+from sdenhance.ops.shifted_tiles import TILINGS
 from sdenhance.ops.sizes import LATENT_FACTOR, effective_steps
 from sdenhance.ops.upscale_plan import (
     ACTIVATION_BYTES,
@@ -129,6 +130,12 @@ class Options(NetworkOptions):
         le=2048,
         multiple_of=8,
     )
+    tiling: str = option(
+        "merged",
+        "Tile grid for several tiles: merged (overlapping tiles blended every step) or shifted "
+        "(no overlap, the grid moves each step: only the image area is evaluated).",
+        choices=TILINGS,
+    )
     tile_batch: int = option(
         4, "Tiles per model call (more is faster on a GPU, uses more memory).", ge=1, le=64
     )
@@ -202,6 +209,7 @@ def plan(size_in: tuple[int, int], opts: Options, native: int = 512) -> Plan:
         steps=opts.steps,
         creativity=opts.creativity,
         tile_batch=opts.tile_batch,
+        tiling=opts.tiling,
     )
 
 
@@ -243,7 +251,8 @@ def denoise(
     scheduler = make_scheduler(opts.scheduler, engine.base.scheduler.config)
     steps = effective_steps(opts.steps, opts.creativity)
     timesteps = img2img_timesteps(scheduler, steps, opts.creativity, engine.device)
-    generator = engine.generator(ctx.resolve_seed())
+    seed = ctx.resolve_seed()
+    generator = engine.generator(seed)
     latents = noised_latents(
         init, scheduler, timesteps, generator, device=engine.device, dtype=engine.dtype
     )
@@ -259,7 +268,8 @@ def denoise(
             dtype=engine.dtype,
         )
         n_tiles = len(work.tiles)
-        latents = tiled_denoise(
+        latents = denoise_tiles(
+            opts.tiling,
             latents,
             scheduler,
             timesteps,
@@ -267,6 +277,7 @@ def denoise(
             opts.overlap // LATENT_FACTOR,
             predict,
             batch=opts.tile_batch,
+            seed=seed,
             generator=generator,
             progress=lambda done, total: ctx.progress(f"denoise ({n_tiles} tiles)", done, total),
         )
