@@ -152,6 +152,72 @@ def seam_rows(enh: Any, b: Any, size: tuple[int, int], seed: int) -> list[list[A
     return rows
 
 
+def stand_in_table(seeds=range(4), tile: int = 40, overlap: int = 16) -> tuple[str, str]:
+    """Seams on the stand-in denoiser of tests/test_tile_upscale.py (a fixed 5×5 convolution
+    + tanh, zero padding at tile edges, 3 steps of x − 0.3·prediction) on its 128×64 canvas."""
+    sys.path.insert(0, str(BENCH_DIR.parent / "tests"))
+    try:
+        from test_shifted_tiling import fixed_no_overlap, max_jump
+        from test_tile_upscale import (
+            STEPS,
+            StandInScheduler,
+            gradient_canvas,
+            run_tiled,
+            run_untiled,
+            stand_in_predict,
+        )
+    finally:
+        sys.path.pop(0)
+    from harness import table
+
+    from sdenhance.diffusion.shifted_denoise import shifted_denoise
+    from sdenhance.ops import shifted_tiles, tiling
+
+    lat = gradient_canvas()
+    untiled = run_untiled(lat)
+    parts = shifted_tiles.partition(128, 64, tile, tile)
+    merged = tiling.tile_grid(128, 64, tile, tile, overlap)
+    cells = f"{parts[0].width}×{parts[0].height}-cell tiles"
+    runs = [
+        ("untiled", untiled),
+        (
+            f"merged ({merged[0].width}×{merged[0].height}-cell tiles, overlap {overlap})",
+            run_tiled(lat, merged, overlap),
+        ),
+        (f"fixed grid, no overlap ({cells})", fixed_no_overlap(lat, parts)),
+    ]
+    for seed in seeds:
+        out = shifted_denoise(
+            lat, StandInScheduler(), list(range(STEPS)), parts, stand_in_predict, seed=seed
+        )
+        runs.append((f"shifted ({cells}), seed {seed}", out))
+    base = max_jump(untiled)
+    f = 2 * STEPS
+    rows = [
+        [
+            name,
+            f"{max_jump(x):.4f}",
+            max_jump(x) / base,
+            f"{float((x - untiled)[..., f:-f, f:-f].abs().max()):.4f}",
+        ]
+        for name, x in runs
+    ]
+    header = [
+        "stand-in run",
+        "largest neighbour step",
+        "/ untiled's",
+        "largest abs. difference from untiled",
+    ]
+    note = (
+        "The stand-in denoiser of the seam tests (tests/test_tile_upscale.py: a fixed 5×5 "
+        "convolution + tanh with zero padding at tile edges, three steps of x − 0.3·prediction, "
+        "a 128×64 gradient canvas), the canvas's outer 6 cells left out of both measures. Its "
+        "steps never shrink, so whatever a step's borders leave stays: the worst case for a grid "
+        "without overlap, where some border is always fresh."
+    )
+    return table(header, rows), note
+
+
 def seam_section(b: Any, sizes, seeds):
     from harness import Section, table
     from suites import _loaded_enhancer
@@ -172,6 +238,8 @@ def seam_section(b: Any, sizes, seeds):
         "CPU s",
     ]
     s.tables.append(table(header, rows))
+    stand_in, stand_in_note = stand_in_table()
+    s.tables.append(stand_in)
     s.notes.append(
         f"`Enhancer.upscale` of a chelsea photo ×2 with `--tiling merged` and `--tiling shifted`, "
         f"the models of bench 3 (device {b.device}, {b.dtype}), steps {b.steps} × creativity "
@@ -185,6 +253,7 @@ def seam_section(b: Any, sizes, seeds):
         "random weights the generated detail is noise-like: this shows how the joins of "
         "independently predicted tiles show, not how real detail would match."
     )
+    s.notes.append(stand_in_note)
     return s
 
 

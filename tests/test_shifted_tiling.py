@@ -21,6 +21,7 @@ from typer.testing import CliRunner
 from sdenhance import Enhancer, SdenhanceError
 from sdenhance.cli import app
 from sdenhance.diffusion import shifted_denoise as sd
+from sdenhance.diffusion.predict import control_crops
 from sdenhance.io.load import read_metadata
 from sdenhance.ops import shifted_tiles as st
 from sdenhance.ops import tiling
@@ -92,6 +93,15 @@ def test_crops_are_the_cells_the_tiles_name():
     assert seen == len(tiles)
     # each cell's prediction is the one made from its own value
     assert torch.allclose(out, torch.tanh(canvas))
+
+
+def test_the_control_image_is_cropped_where_the_latent_crop_lies():
+    canvas = np.random.default_rng(3).random((3, 12, 20)).astype(np.float32)  # (C, h, w) cells
+    control = np.kron(canvas, np.ones((8, 8), np.float32)).transpose(1, 2, 0)  # 8 px per cell
+    for tile in (tiling.Tile(2, 1, 9, 6), tiling.Tile(15, 9, 22, 14), tiling.Tile(19, 11, 27, 16)):
+        crop = control_crops(control, [tile], "cpu", torch.float32)[0].numpy()
+        assert np.array_equal(crop[:, ::8, ::8], wrapped(canvas, tile))
+        assert crop.shape == (3, tile.height * 8, tile.width * 8)
 
 
 def test_offsets_differ_between_steps_and_follow_the_seed():
