@@ -4,14 +4,18 @@ A merged grid (`tiling.tile_grid` + feathered weights) evaluates every overlap t
 step: 1.2–1.3× the image area for images of several tiles. A shifted grid has no overlap at
 all, so each step evaluates exactly the image area, and it moves by a different offset on each
 step, so no tile border stays in one place for two steps: what one step's border leaves, the
-next step denoises from inside a tile (Shi et al., "SpotDiffusion: A Fast Approach For Seamless
-Panorama Generation Over Time", arXiv:2407.15507).
+next step denoises from inside a tile (Frolov, Moser and Dengel, "SpotDiffusion: A Fast
+Approach For Seamless Panorama Generation Over Time", arXiv:2407.15507, who report panoramas
+of MultiDiffusion's quality, by FID and CLIP score, in a fraction of its time).
 
-Every step uses the same partition of the canvas, `partition`, with the canvas rolled
-(circularly shifted) by the step's offset: the tiles stay equal in size (so they batch as
-before) and together cover every cell exactly once; the tile that crosses the canvas edge
-holds the far edge's cells beside the near edge's (it wraps). An axis that fits in one tile is
-never shifted, so one-tile images are denoised exactly as by the merged grid.
+Every step uses one partition of the canvas (`partition`: lengths differing by at most one
+cell, so at most four tile sizes, each size batched as before) with the canvas rolled
+(circularly shifted) by the step's offset: together the tiles cover every cell exactly once,
+and the tile that crosses the canvas edge holds the far edge's cells beside the near edge's
+(it wraps). Wrapping rather than clipping at the edge keeps every tile full size: a clipped
+grid would give the model slivers a few cells wide and up to nine tile sizes. An axis that
+fits in one tile is never shifted, so one-tile images are denoised exactly as by the merged
+grid.
 
 Everything here is pure integer maths on latent cells (8 px each).
 """
