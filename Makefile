@@ -26,6 +26,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) bench/run.py
+	HF_HUB_OFFLINE=1 $(PY) bench/tiling.py --sizes 768x512,1024x768
 
 # the GPU path (bench/gpu.py); without a CUDA GPU it says so and measures nothing
 bench-gpu: $(STAMP)

@@ -114,3 +114,30 @@ def test_colorfix_benchmark_scores_and_tables():
         "same-size reference: mean dE2000 ≤ 0.35 with detail correlation ≥ 0.96",
         "1/4-size reference: mean dE2000 ≤ 0.35 with detail correlation ≥ 0.96",
     ]
+
+
+def test_tiling_benchmark_measures_both_grids(bench_modules, tmp_path):
+    """bench/tiling.py on the tiny models: a seam row per grid and zone, the stand-in table."""
+    sys.path.insert(0, str(BENCH))
+    try:
+        import tiling
+
+        results = tmp_path / "RESULTS.md"
+        code = tiling.main(
+            ["--quick", "--cache", str(tmp_path / "models"), "--results", str(results)]
+        )
+    finally:
+        sys.path.remove(str(BENCH))
+    assert code == 0
+    text = results.read_text()
+    assert text.startswith("<!-- tiling -->") and text.rstrip().endswith("<!-- /tiling -->")
+    rows = [line for line in text.splitlines() if line.startswith("| 192×128 |")]
+    assert [r.split(" | ")[2] for r in rows] == ["merged", "shifted", "shifted"]
+    stand_in = {
+        r.split(" | ")[0].lstrip("| ").split(" (")[0]: r.split(" | ")[1:]
+        for r in text.splitlines()
+        if r.startswith(("| untiled |", "| merged (", "| fixed grid", "| shifted ("))
+    }
+    assert stand_in["merged"][0] == stand_in["untiled"][0]  # the merged grid is exact there
+    assert stand_in["merged"][2].rstrip(" |") == "0.0000"
+    assert float(stand_in["fixed grid, no overlap"][1]) > float(stand_in["shifted"][1]) > 1
