@@ -15,8 +15,6 @@ from sdenhance.ops.tiling import (
     blend_weights,
     fit_tile,
     merge_tiles,
-    shifted_grid,
-    shifted_spans,
     spans,
     tile_grid,
     weight_sum,
@@ -111,19 +109,6 @@ def test_blend_weights_flat_at_image_border_and_without_overlap():
     assert w[0, 0] < w[1, 0] < w[3, 0] < w[4, 0] == 1.0
 
 
-def test_shifted_spans_exact():
-    assert shifted_spans(1000, 376, 64, 0) == [(0, 376), (312, 688), (624, 1000)]
-    # odd steps: tiles centred on the even grid's seams, plus the first and the last
-    assert shifted_spans(1000, 376, 64, 1) == [(0, 376), (156, 532), (468, 844), (624, 1000)]
-    assert shifted_spans(300, 512, 64, 1) == [(0, 300)]
-    assert shifted_grid(10, 4, 6, 4, 2, 2) == tile_grid(10, 4, 6, 4, 2)
-    assert shifted_grid(10, 4, 6, 4, 2, 1) == [
-        Tile(0, 0, 6, 4),
-        Tile(2, 0, 8, 4),
-        Tile(4, 0, 10, 4),
-    ]
-
-
 @pytest.mark.parametrize(
     "call,match",
     [
@@ -136,7 +121,7 @@ def test_shifted_spans_exact():
         (lambda: fit_tile(100, 64, 64), r"< `max_tile` \(64\); got 64"),
         (lambda: fit_tile(100, 60, 8, 8), "`max_tile` must be a multiple of 8; got 60"),
         (lambda: fit_tile(100, 64, 8, 0), "`multiple` must be ≥ 1; got 0"),
-        (lambda: shifted_grid(10, 10, 3, 8, 3, 1), r"< `tile_w` \(3\)"),
+        (lambda: tile_grid(10, 10, 3, 8, 3), r"< `tile_w` \(3\)"),
     ],
 )
 def test_invalid_arguments_name_option_value_and_allowed(call, match):
@@ -253,10 +238,7 @@ def _check_grid(tiles, width, height, tile_w, tile_h, overlap):
 @given(g=grids)
 def test_grids_cover_and_weights_normalise(g):
     width, height, tile_w, tile_h, overlap, step = g
-    for tiles in (
-        tile_grid(width, height, tile_w, tile_h, overlap),
-        shifted_grid(width, height, tile_w, tile_h, overlap, step),
-    ):
+    for tiles in (tile_grid(width, height, tile_w, tile_h, overlap),):
         _check_grid(tiles, width, height, tile_w, tile_h, overlap)
         total = weight_sum(tiles, width, height, overlap)
         assert total.min() > 0
@@ -276,7 +258,7 @@ def test_merge_of_cut_patches_reproduces_the_image(g, channels, seed):
     rng = np.random.default_rng(seed)
     shape = (height, width) if channels is None else (height, width, channels)
     image = (rng.standard_normal(shape) * 5).astype(np.float32)  # any range: latents too
-    tiles = shifted_grid(width, height, tile_w, tile_h, overlap, step)
+    tiles = tile_grid(width, height, tile_w, tile_h, overlap)
     merged = merge_tiles(tiles, (image[t.slices] for t in tiles), width, height, overlap)
     assert merged.shape == image.shape and merged.dtype == np.float32
     np.testing.assert_allclose(merged, image, atol=1e-6 * 5 * 8)

@@ -8,7 +8,6 @@ Everything here is pure integer/numpy maths on pixel (or latent) coordinates:
 - `fit_tile`: the smallest tile that keeps the tile count, so the grid just covers the image.
 - `blend_weights` / `merge_tiles`: smooth feathering over the overlap, normalised to sum to one
   at every pixel, for any value range and any trailing channel count (pixels or latents).
-- `shifted_grid`: an alternative whose seams move between diffusion steps.
 
 Tiles are half-open boxes `[x0, x1) × [y0, y1)`; arrays are (H, W) or (H, W, C).
 """
@@ -28,8 +27,6 @@ __all__ = [
     "blend_weights",
     "fit_tile",
     "merge_tiles",
-    "shifted_grid",
-    "shifted_spans",
     "spans",
     "tile_grid",
     "weight_sum",
@@ -205,35 +202,3 @@ def merge_tiles(
 def _expand(weights: np.ndarray, ndim: int) -> np.ndarray:
     """(h, w) weights broadcastable against an (h, w, ...) array of `ndim` dimensions."""
     return weights.reshape(weights.shape + (1,) * (ndim - 2))
-
-
-def shifted_spans(size: int, tile: int, overlap: int, step: int) -> list[tuple[int, int]]:
-    """`spans` on even steps; on odd steps, tiles centred on the even grid's seams.
-
-    The odd grid is the first tile, one tile starting halfway between each pair of even starts
-    (so it is centred on that pair's overlap), and the last tile: n + 1 full-length tiles, no
-    partial one, every overlap still ≥ `overlap`. Each seam of one step lies inside a tile of
-    the next, so alternating grids denoise away what a fixed grid would keep.
-    """
-    base = spans(size, tile, overlap)
-    if step % 2 == 0 or len(base) == 1:
-        return base
-    starts = [s for s, _ in base]
-    mids = [(a + b) // 2 for a, b in zip(starts, starts[1:], strict=False)]
-    odd = sorted({0, *mids, size - tile})
-    return [(s, s + tile) for s in odd]
-
-
-def shifted_grid(
-    width: int, height: int, tile_w: int, tile_h: int, overlap: int, step: int
-) -> list[Tile]:
-    """Row-major tiles of `shifted_spans` on both axes for diffusion step `step`.
-
-    Even steps give `tile_grid`; odd steps move every seam to the middle of a tile of the even
-    grid, at the cost of one more row and column of tiles.
-    """
-    _check_tile_overlap(tile_w, overlap, tile_name="tile_w")
-    _check_tile_overlap(tile_h, overlap, tile_name="tile_h")
-    cols = shifted_spans(width, tile_w, overlap, step)
-    rows = shifted_spans(height, tile_h, overlap, step)
-    return [Tile(x0, y0, x1, y1) for (y0, y1) in rows for (x0, x1) in cols]
