@@ -45,11 +45,31 @@ def ncnn_model_files(name: str) -> tuple[Path, Path]:
     return found["param"], found["bin"]
 
 
+# ncnn's CPU options, all in float32. ncnn turns fp16 storage and arithmetic on by default
+# wherever a CPU has them (ARM; on x86 they change nothing); bf16 storage would save a third of
+# the activation memory but moves x4plus's output by up to 6/255 (bench/realesrgan.py measures
+# every option), so outputs stay fp32 and the same on every CPU. Winograd and sgemm
+# convolutions stay on: 2-3× faster, within 0.01/255 of direct convolution.
+NCNN_OPTIONS: dict[str, bool] = {
+    "use_fp16_storage": False,
+    "use_fp16_packed": False,
+    "use_fp16_arithmetic": False,
+    "use_bf16_storage": False,
+    "use_packing_layout": True,
+    "use_winograd_convolution": True,
+    "use_sgemm_convolution": True,
+    "lightmode": True,
+}
+
+
 @functools.lru_cache(maxsize=8)
-def _ncnn_net(name: str, threads: int) -> tuple[Any, threading.Lock]:
-    """A loaded ncnn net and its lock, one per (model, thread count), shared process-wide.
+def _ncnn_net(
+    name: str, threads: int, options: tuple[tuple[str, bool], ...] = ()
+) -> tuple[Any, threading.Lock]:
+    """A loaded ncnn net and its lock, one per (model, thread count, options), process-wide.
 
     The lock runs one extractor at a time per net, so `threads` is what the net really uses.
+    `options` override `NCNN_OPTIONS` (for measuring them).
     """
     import ncnn
 
@@ -57,12 +77,14 @@ def _ncnn_net(name: str, threads: int) -> tuple[Any, threading.Lock]:
     net = ncnn.Net()
     net.opt.use_vulkan_compute = False
     net.opt.num_threads = threads
+    for key, value in {**NCNN_OPTIONS, **dict(options)}.items():
+        setattr(net.opt, key, value)
     if net.load_param(str(param)) != 0 or net.load_model(str(weights)) != 0:
         raise SdenhanceError(f"could not load upscaler `{name}` from {param.parent}")
     return net, threading.Lock()
 
 
-def ncnn_runner(name: str, threads: int) -> ModelFn:
+def ncnn_runner(name: str, threads: int, options: tuple[tuple[str, bool], ...] = ()) -> ModelFn:
     """RGB float (h, w, 3) in [0, 1] -> model output, as the Real-ESRGAN ncnn models expect.
 
     The bundled models take the `data` blob as RGB, CHW, float 0..1 (realesrgan-ncnn-vulkan
@@ -70,7 +92,7 @@ def ncnn_runner(name: str, threads: int) -> ModelFn:
     """
     import ncnn
 
-    net, lock = _ncnn_net(name, threads)
+    net, lock = _ncnn_net(name, threads, options)
 
     def extract(chw: np.ndarray) -> np.ndarray:
         with lock:

@@ -28,7 +28,11 @@ class UpscalerInfo:
     `scale` is the model's native factor (1 for resamplers, which reach any size in one step);
     `tile_support` says it runs in blended tiles with bounded memory; `kind` is "resample",
     "ncnn" or "spandrel"; `overlap` is the tile overlap in input pixels, wide enough that tile
-    edges (where a convolution sees padding instead of image) get almost no weight.
+    edges (where a convolution sees padding instead of image) get almost no weight. `tile` is
+    the largest input tile side by default: the network's activations for one tile are the
+    model-dependent part of the peak memory (about 0.8 GiB for x4plus at 128 px, 1.7 GiB at
+    192 px), so a fixed bound keeps that part a constant, whatever the image size. `family`
+    groups models that differ only in their factor (one name then picks the member by factor).
     """
 
     name: str
@@ -37,6 +41,8 @@ class UpscalerInfo:
     tile_support: bool
     kind: str
     overlap: int = 0
+    tile: int = 192
+    family: str = ""
 
 
 class UpscalerRegistry:
@@ -64,6 +70,23 @@ class UpscalerRegistry:
                 f"unknown upscaler `{name}`; known upscalers: {', '.join(self.names())}, "
                 "or a path to a .safetensors/.pth model"
             ) from None
+
+    def for_factor(self, name: str, factor: float) -> UpscalerInfo:
+        """The model `name` runs for an enlargement by `factor`.
+
+        A model id or alias is that model. A family name (`realesr-animevideov3`, which names
+        no factor) picks its member of the smallest factor ≥ `factor` (the largest when none
+        is), as realesrgan-ncnn-vulkan's `-n realesr-animevideov3 -s N` does: its ×2 and ×3
+        models are trained for those factors and none costs more than the ×4.
+        """
+        info = self.get(name)
+        members = [i for i in self._infos.values() if info.family and i.family == name]
+        if not members:
+            return info
+        fitting = [i for i in members if i.scale >= factor - 1e-9]
+        if fitting:
+            return min(fitting, key=lambda i: i.scale)
+        return max(members, key=lambda i: i.scale)
 
     def names(self) -> list[str]:
         """Every accepted name: ids in registration order, then aliases."""
@@ -95,6 +118,7 @@ REGISTRY.add(
         True,
         "ncnn",
         overlap=32,
+        tile=128,
     )
 )
 REGISTRY.add(
@@ -105,6 +129,7 @@ REGISTRY.add(
         True,
         "ncnn",
         overlap=32,
+        tile=128,
     )
 )
 for _factor in (2, 3, 4):
@@ -116,6 +141,8 @@ for _factor in (2, 3, 4):
             True,
             "ncnn",
             overlap=32,
+            tile=128,
+            family="realesr-animevideov3",
         ),
         aliases=("realesr-animevideov3",) if _factor == 4 else (),
     )

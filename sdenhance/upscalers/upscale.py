@@ -9,6 +9,7 @@ by the tile and no tile borders show.
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 from collections.abc import Callable, Iterator
@@ -19,9 +20,10 @@ from PIL import Image
 
 from sdenhance.errors import SdenhanceError
 from sdenhance.io.limits import check_free_memory, check_output_size
+from sdenhance.ops.grid_merge import merge_grid
 from sdenhance.ops.resize import resize
 from sdenhance.ops.sizes import target_size
-from sdenhance.ops.tiling import Tile, fit_tile, merge_tiles, tile_grid
+from sdenhance.ops.tiling import fit_tile, spans
 from sdenhance.upscalers.ncnn import default_threads, ncnn_runner
 from sdenhance.upscalers.registry import (
     DEFAULT_UPSCALER,
@@ -56,7 +58,8 @@ def run_tiled(
 
     Tiles are at most `tile` input pixels a side (0 = whole image), shortened by `fit_tile` so
     the grid just covers the image; the overlap is capped at a quarter of the tile. Each tile's
-    border, where the network saw padding instead of image, is feathered out by `merge_tiles`.
+    border, where the network saw padding instead of image, is feathered out by `merge_grid`,
+    which adds the tiles straight into the one float32 output.
     """
     h, w = arr.shape[:2]
     if tile == 0 or (h <= tile and w <= tile):
@@ -67,18 +70,22 @@ def run_tiled(
             progress(label, 1, 1)
         return out
     overlap = min(overlap, tile // 4)
-    tiles = tile_grid(w, h, fit_tile(w, tile, overlap), fit_tile(h, tile, overlap), overlap)
-    scaled = [Tile(t.x0 * scale, t.y0 * scale, t.x1 * scale, t.y1 * scale) for t in tiles]
+    cols = spans(w, fit_tile(w, tile, overlap), overlap)
+    rows = spans(h, fit_tile(h, tile, overlap), overlap)
+    total = len(cols) * len(rows)
 
     def patches() -> Iterator[np.ndarray]:
-        for done, t in enumerate(tiles):
+        for done, ((y0, y1), (x0, x1)) in enumerate(itertools.product(rows, cols)):
             if progress:
-                progress(label, done, len(tiles))
-            yield fn(np.ascontiguousarray(arr[t.slices]))
+                progress(label, done, total)
+            yield fn(np.ascontiguousarray(arr[y0:y1, x0:x1]))
         if progress:
-            progress(label, len(tiles), len(tiles))
+            progress(label, total, total)
 
-    return merge_tiles(scaled, patches(), w * scale, h * scale, overlap * scale)
+    def up(s: list[tuple[int, int]]) -> list[tuple[int, int]]:
+        return [(a * scale, b * scale) for a, b in s]
+
+    return merge_grid(up(cols), up(rows), patches(), w * scale, h * scale, overlap * scale)
 
 
 def to_uint8(arr: np.ndarray) -> np.ndarray:
@@ -198,13 +205,10 @@ def check_budget(
     )
 
 
-def _runner(upscaler: str, threads: int, allow_pickle: bool) -> tuple[UpscalerInfo, ModelFn | None]:
+def _resolve(upscaler: str, allow_pickle: bool) -> tuple[UpscalerInfo, ModelFn | None]:
+    """The upscaler's descriptor; the runner of a model file (loaded to learn its scale)."""
     if upscaler in REGISTRY:
-        info = REGISTRY.get(upscaler)
-        if info.kind == "ncnn":
-            # aliases resolve to the id, which names the bundled files
-            return info, ncnn_runner(info.name, threads)
-        return info, None
+        return REGISTRY.get(upscaler), None
     if upscaler.lower().endswith(MODEL_SUFFIXES):
         return spandrel_runner(upscaler, allow_pickle)
     if os.path.sep in upscaler or Path(upscaler).suffix:
@@ -221,7 +225,7 @@ def upscale(
     *,
     size: tuple[int, int] | None = None,
     upscaler: str = DEFAULT_UPSCALER,
-    tile: int = 192,
+    tile: int | None = None,
     threads: int | None = None,
     progress: ProgressFn | None = None,
     allow_pickle: bool = False,
@@ -232,14 +236,18 @@ def upscale(
     run through spandrel (pickles only with `allow_pickle`, and then weights-only). Model
     passes repeat until the target is reached (×4 then ×4 for ×16), then Lanczos shrinks to the
     exact size; a factor ≤ 1 only resamples. Models run in blended tiles of at most `tile`
-    input pixels (0 = whole image at once) on `threads` CPU threads (default: all available).
+    input pixels (0 = whole image at once; default: the model's own bound, which caps its
+    activation memory) on `threads` CPU threads (default: all available). A family name
+    (`realesr-animevideov3`) runs its member made for the factor (×2, ×3 or ×4).
     Alpha is upscaled the same way, separately; RGBA in gives RGBA out, L gives L.
     `progress(label, done, total)` is called per tile.
     """
     # 1. Check inputs before any model loads.
     if not isinstance(upscaler, str) or not upscaler:
         raise SdenhanceError(f"`upscaler` must be a name or a model path; got {upscaler!r}")
-    if isinstance(tile, bool) or not isinstance(tile, int) or (tile != 0 and tile < MIN_TILE):
+    if tile is not None and (
+        isinstance(tile, bool) or not isinstance(tile, int) or (tile != 0 and tile < MIN_TILE)
+    ):
         raise SdenhanceError(
             f"`tile` must be 0 (whole image) or an integer ≥ {MIN_TILE}; got {tile!r}"
         )
@@ -260,15 +268,19 @@ def upscale(
         arr = _bleed_transparent(arr, alpha)
 
     # 3. Enlarge: one resample, or model passes then a Lanczos shrink to the exact size.
-    info, fn = _runner(upscaler, threads or default_threads(), allow_pickle)
+    info, fn = _resolve(upscaler, allow_pickle)
     dst = _output_size(rgb.size, scale, size, info)
+    if info.kind == "ncnn":  # a family name picks its member for the factor, then it loads
+        info = REGISTRY.for_factor(upscaler, max(dst[0] / rgb.width, dst[1] / rgb.height))
+        fn = ncnn_runner(info.name, threads or default_threads())
     sizes = _pass_sizes(rgb.size, dst, info.scale) if fn is not None else []
     check_budget(rgb.size, dst, [(w * info.scale, h * info.scale) for w, h in sizes], alpha)
     method = info.name if info.kind == "resample" else "lanczos"
 
     def enlarge(a: np.ndarray, what: str) -> np.ndarray:
         for i, pass_size in enumerate(sizes, start=1):
-            a = resize(a, pass_size, "lanczos")
+            if a.shape[:2] != (pass_size[1], pass_size[0]):
+                a = resize(a, pass_size, "lanczos")
             label = (
                 f"{info.name} ×{info.scale}"
                 + (f" pass {i}/{len(sizes)}" if len(sizes) > 1 else "")
@@ -278,7 +290,7 @@ def upscale(
                 fn,
                 a,
                 info.scale,
-                tile=tile if info.tile_support else 0,
+                tile=(info.tile if tile is None else tile) if info.tile_support else 0,
                 overlap=info.overlap,
                 progress=progress,
                 label=label,
