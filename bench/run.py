@@ -4,8 +4,8 @@
     python bench/run.py --only overhead,grid
     python bench/run.py --quick --results /tmp/r.md   # tiny models and sizes (the smoke test)
 
-Benchmarks: overhead, grid, naive, memory, esrgan, precision, batch (see RESULTS.md for what
-each measures). Scripts that need no model (`bench/colorfix.py`, `bench/removal.py`) run alone
+Benchmarks: overhead, grid, naive, memory, esrgan, realesrgan, precision, batch (see RESULTS.md
+for what each measures; `bench/realesrgan.py` also runs alone and updates its own section). Scripts that need no model (`bench/colorfix.py`, `bench/removal.py`) run alone
 and write their own marked sections of RESULTS.md, which this script keeps. Models are built
 once (random weights, nothing downloaded) under --cache,
 $SDENHANCE_BENCH_CACHE or /tmp/sdenhance-bench, and loaded through `Enhancer(model=folder)`.
@@ -30,7 +30,7 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
 
-ORDER = ("grid", "overhead", "naive", "precision", "esrgan", "memory", "batch")
+ORDER = ("grid", "overhead", "naive", "precision", "esrgan", "realesrgan", "memory", "batch")
 
 
 def resolve_device_dtype(device: str, dtype: str) -> tuple[str, str]:
@@ -230,7 +230,8 @@ def _run(args: argparse.Namespace, wanted: list[str], started: float) -> int:
 
         old = Path(target).read_text() if Path(target).exists() else ""
         for name, kept in marked_sections(old).items():  # written by other scripts: kept
-            text = splice_section(text, name, kept)
+            if name not in run_list:  # unless measured again in this run
+                text = splice_section(text, name, kept)
         Path(target).write_text(text)
         print(f"wrote {target} ({total / 60:.1f} min)")
     return 0

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from harness import ModelTimer, PeakRSS, Section, best_of, rss_mb, stopwatch, table, wrap_engine
 from naive import feathered_paste, grid_spans, naive_grid, naive_tiles, seam_ratio, transition_mask
+from realesrgan import realesrgan
 from tiling import area_table
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -1110,6 +1111,7 @@ BENCHMARKS = {
     "naive": naive,
     "memory": memory,
     "esrgan": esrgan,
+    "realesrgan": realesrgan,
     "precision": precision,
     "batch": batch,
 }

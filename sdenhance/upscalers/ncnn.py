@@ -64,7 +64,7 @@ NCNN_OPTIONS: dict[str, bool] = {
 
 @functools.lru_cache(maxsize=8)
 def _ncnn_net(
-    name: str, threads: int, options: tuple[tuple[str, bool], ...] = ()
+    name: str, threads: int, options: tuple[tuple[str, bool | int], ...] = ()
 ) -> tuple[Any, threading.Lock]:
     """A loaded ncnn net and its lock, one per (model, thread count, options), process-wide.
 
@@ -84,7 +84,9 @@ def _ncnn_net(
     return net, threading.Lock()
 
 
-def ncnn_runner(name: str, threads: int, options: tuple[tuple[str, bool], ...] = ()) -> ModelFn:
+def ncnn_runner(
+    name: str, threads: int, options: tuple[tuple[str, bool | int], ...] = ()
+) -> ModelFn:
     """RGB float (h, w, 3) in [0, 1] -> model output, as the Real-ESRGAN ncnn models expect.
 
     The bundled models take the `data` blob as RGB, CHW, float 0..1 (realesrgan-ncnn-vulkan

@@ -20,7 +20,7 @@ from PIL import Image
 
 from sdenhance.errors import SdenhanceError
 from sdenhance.io.limits import check_free_memory, check_output_size
-from sdenhance.ops.grid_merge import merge_grid
+from sdenhance.ops.grid_merge import blend_rows, merge_grid
 from sdenhance.ops.resize import resize
 from sdenhance.ops.sizes import target_size
 from sdenhance.ops.tiling import fit_tile, spans
@@ -37,6 +37,7 @@ from sdenhance.upscalers.registry import (
 from sdenhance.upscalers.spandrel import spandrel_runner
 
 ProgressFn = Callable[[str, int, int], None]
+EmitFn = Callable[[int, np.ndarray], None]  # (first row, finished rows) of a model's output
 
 # --- model runners --------------------------------------------------------------------------
 
@@ -53,13 +54,15 @@ def run_tiled(
     overlap: int,
     progress: ProgressFn | None = None,
     label: str = "upscale",
-) -> np.ndarray:
+    emit: EmitFn | None = None,
+) -> np.ndarray | None:
     """One model pass over `arr` (H, W, 3) in overlapping tiles, blended in output space.
 
     Tiles are at most `tile` input pixels a side (0 = whole image), shortened by `fit_tile` so
     the grid just covers the image; the overlap is capped at a quarter of the tile. Each tile's
-    border, where the network saw padding instead of image, is feathered out by `merge_grid`,
-    which adds the tiles straight into the one float32 output.
+    border, where the network saw padding instead of image, is feathered out by `blend_rows`,
+    which adds the tiles straight into one float32 output, or, given `emit(y0, rows)`, hands
+    out finished rows as it goes and returns None (no output-size float array at all).
     """
     h, w = arr.shape[:2]
     if tile == 0 or (h <= tile and w <= tile):
@@ -68,7 +71,10 @@ def run_tiled(
         out = fn(arr)
         if progress:
             progress(label, 1, 1)
-        return out
+        if emit is None:
+            return out
+        emit(0, out)
+        return None
     overlap = min(overlap, tile // 4)
     cols = spans(w, fit_tile(w, tile, overlap), overlap)
     rows = spans(h, fit_tile(h, tile, overlap), overlap)
@@ -82,10 +88,12 @@ def run_tiled(
         if progress:
             progress(label, total, total)
 
-    def up(s: list[tuple[int, int]]) -> list[tuple[int, int]]:
-        return [(a * scale, b * scale) for a, b in s]
-
-    return merge_grid(up(cols), up(rows), patches(), w * scale, h * scale, overlap * scale)
+    out_cols = [(a * scale, b * scale) for a, b in cols]
+    out_rows = [(a * scale, b * scale) for a, b in rows]
+    if emit is None:
+        return merge_grid(out_cols, out_rows, patches(), w * scale, overlap * scale)
+    blend_rows(out_cols, out_rows, patches(), w * scale, overlap * scale, emit)
+    return None
 
 
 def to_uint8(arr: np.ndarray) -> np.ndarray:
@@ -277,7 +285,9 @@ def upscale(
     check_budget(rgb.size, dst, [(w * info.scale, h * info.scale) for w, h in sizes], alpha)
     method = info.name if info.kind == "resample" else "lanczos"
 
-    def enlarge(a: np.ndarray, what: str) -> np.ndarray:
+    def enlarge(a: np.ndarray, what: str, emit: EmitFn | None = None) -> np.ndarray | None:
+        """`a` through the model passes to `dst`; with `emit`, a last pass that lands on `dst`
+        hands its rows out instead of returning them (see `run_tiled`)."""
         for i, pass_size in enumerate(sizes, start=1):
             if a.shape[:2] != (pass_size[1], pass_size[0]):
                 a = resize(a, pass_size, "lanczos")
@@ -286,7 +296,10 @@ def upscale(
                 + (f" pass {i}/{len(sizes)}" if len(sizes) > 1 else "")
                 + what
             )
-            a = run_tiled(
+            lands = (
+                i == len(sizes) and (pass_size[0] * info.scale, pass_size[1] * info.scale) == dst
+            )
+            out = run_tiled(
                 fn,
                 a,
                 info.scale,
@@ -294,11 +307,25 @@ def upscale(
                 overlap=info.overlap,
                 progress=progress,
                 label=label,
+                emit=emit if lands else None,
             )
-        # the model's output is the one output-size float buffer: reused unless resampled
+            if out is None:
+                return None
+            a = out
         return a if a.shape[:2] == (dst[1], dst[0]) else resize(a, dst, method)
 
-    result = Image.fromarray(to_uint8(enlarge(arr, "")), "RGB")
+    # the colour goes into the 8-bit image row band by row band, never whole in float32
+    canvas: list[Image.Image] = []
+
+    def paste(y0: int, rows: np.ndarray) -> None:
+        if not canvas:
+            canvas.append(Image.new("RGB", dst))
+        for y in range(0, len(rows), 64):  # small 8-bit temporaries
+            canvas[0].paste(Image.fromarray(to_uint8(rows[y : y + 64]), "RGB"), (0, y0 + y))
+
+    whole = enlarge(arr, "", paste)
+    result = canvas[0] if whole is None else Image.fromarray(to_uint8(whole), "RGB")
+    del whole
 
     # 4. Alpha through the same upscaler, so its edges are as sharp as the colour's.
     if alpha is not None:
