@@ -63,8 +63,8 @@ class Sizes:
     models: tuple[str, ...]
     scales: tuple[int, ...] = (2, 3, 4)
     threads: tuple[int, ...] = (1, 2)
-    speed_input: int = 128  # one whole tile of every model
-    growth_input: int = 224  # 2 × 2 tiles of 128 px: the second point of the per-scale growth
+    speed_input: int = 96  # one tile
+    growth_input: int = 160  # 2 × 2 tiles of 96 px (`fit_tile`): the same activations
     check_inputs: tuple[int, int] = (128, 512)
     option_models: tuple[str, ...] = ("realesrgan-x4plus", "realesr-animevideov3-x4")
     option_input: int = 64
@@ -75,7 +75,7 @@ def sizes(quick: bool) -> Sizes:
 
     if quick:
         one = ("realesr-animevideov3-x4",)
-        return Sizes(one, (2, 4), (1,), 32, 48, (32, 64), one, 32)
+        return Sizes(one, (2, 4), (1,), 32, 48, (32, 64), one, 32)  # 48²: 2 × 2 tiles of 32
     return Sizes(tuple(i.name for i in REGISTRY if i.kind == "ncnn"))
 
 
@@ -88,6 +88,25 @@ def photo(side: int):
     y = max(0, (img.shape[0] - side) // 2)
     x = max(0, (img.shape[1] - side) // 2)
     return Image.fromarray(np.ascontiguousarray(img[y : y + side, x : x + side]))
+
+
+def grid(side: int, name: str) -> str:
+    """The tiles `upscalers.upscale` runs on a `side`² input with model `name`."""
+    from sdenhance.ops.tiling import fit_tile, spans
+    from sdenhance.upscalers.registry import REGISTRY
+
+    info = REGISTRY.get(name)
+    overlap = min(info.overlap, info.tile // 4)
+    n = len(spans(side, fit_tile(side, info.tile, overlap), overlap)) if side > info.tile else 1
+    t = fit_tile(side, info.tile, overlap) if side > info.tile else side
+    return f"{n} × {n} of {t} px"
+
+
+def same_tiles(a: int, b: int, name: str) -> str:
+    """How the tiles of two input sizes compare, for the notes."""
+    if grid(a, name).split(" of ")[1] == grid(b, name).split(" of ")[1]:
+        return "the same tile size, so the growth is the image buffers, not the activations"
+    return "tiles of different sizes, so the growth includes the activations' difference"
 
 
 def _trim() -> None:
@@ -143,11 +162,12 @@ def scales_table(z: Sizes) -> tuple[str, list[str]]:
         "work peak MiB",
         f"growth MiB per output MP ({z.speed_input}² → {z.growth_input}²)",
     ]
+    first = z.models[0]
     notes = [
         f"Input: {z.speed_input}² and {z.growth_input}² crops of a photo through "
-        "`upscalers.upscale` (one 128-px tile, then 2 × 2 tiles of 128 px: both at the models' "
-        "tile bound, so the growth is the image buffers, not the activations), after the net is "
-        "loaded; one run each. *Work peak*: the peak RSS of the upscale above the memory in use "
+        f"`upscalers.upscale` (tiles {grid(z.speed_input, first)}, then "
+        f"{grid(z.growth_input, first)}: {same_tiles(z.speed_input, z.growth_input, first)}), "
+        "after the net is loaded; one run each. *Work peak*: the peak RSS of the upscale above the memory in use "
         "before it (freed heap handed back first), mostly ncnn's activations for one tile. The "
         "growth is measured on the larger thread count. A ×4 model asked for ×2 or ×3 runs its "
         "×4 pass and shrinks, so it costs the ×4's seconds; `realesr-animevideov3` (the family "
@@ -265,11 +285,14 @@ def growth_table(z: Sizes) -> tuple[str, list[str], list[tuple[str, str, bool]]]
         f"upscale IN --creativity 0 --scale 4` runs) on {a}² and {b}² crops of a photo, each in "
         "a fresh process after a 16² warm-up has loaded the net, on every usable core; *growth* "
         f"= (work peak at {b}² − at {a}²) / ({4 * b}² − {4 * a}² output pixels). Both inputs run "
-        "tiles of the model's bound (128 px: one tile, then 5 × 5), so the activations, about "
-        "0.8 GiB for x4plus, are the same constant in both and the growth is the image buffers: "
-        "the float32 output the tiles are blended into (11.4 MiB per MP), its 8-bit copy and "
-        "PIL's image. Tiles never exceed the bound; on sizes where `fit_tile` makes them "
-        "shorter, the activations are smaller still."
+        f"tiles {grid(a, z.models[0])}, then {grid(b, z.models[0])}: "
+        f"{same_tiles(a, b, z.models[0])}. The activations of one tile (nearly all of the work "
+        "peak at the small size) are a constant bounded by the model's tile bound; the growth "
+        "is the image buffers: the 8-bit output "
+        "(PIL's, 3.8 MiB per MP), the float32 band that one row of tiles is blended into "
+        "(which grows with the width only) and what the allocator keeps around them. Tiles "
+        "never exceed the bound; on sizes where `fit_tile` shortens them, the activations are "
+        "smaller still."
     ]
     verdict = (
         f"peak RSS growth per output MP, {a}² → {b}² ×4, creativity 0, every bundled model "

@@ -629,7 +629,10 @@ def _tiles_desc(case: dict[str, Any]) -> str:
 
     w, h = (case["size"], case["size"]) if isinstance(case["size"], int) else case["size"]
     if case["creativity"] == 0:
-        tile, overlap = 192, 32  # `upscalers.upscale` defaults (input px)
+        from sdenhance.upscalers.registry import REGISTRY
+
+        info = REGISTRY.get(case["upscaler"])  # `upscalers.upscale` defaults (input px)
+        tile, overlap = info.tile, min(info.overlap, info.tile // 4)
         if max(w, h) <= tile:
             return f"1 × {w}×{h}"
         tw, th = tiling.fit_tile(w, tile, overlap), tiling.fit_tile(h, tile, overlap)
@@ -836,16 +839,13 @@ def memory(b: Bench) -> Section:
             if not label.startswith("creativity 0"):
                 continue
             s.notes.append(
-                "Where that growth comes from, reading `upscalers.upscale` (creativity 0): "
-                "`merge_tiles` builds the float32 output (and a float32 weight sum), "
-                "`resize(a, dst)` returns a float32 copy even when the size already matches (×4 "
-                "exactly), `np.clip` makes another, and `np.rint(out * 255.0)` two more temporaries "
-                "before the 8-bit array and the PIL image: about three float32 output-size arrays "
-                "are alive at once, plus the 8-bit copies, which is what is measured. The compact "
-                "model's own activations per tile are small (its whole work peak at 1 MP is about "
-                "100 MiB), so the tile growing with the image (`fit_tile`) adds little. In-place "
-                "clip/scale/round and skipping the no-op resize would leave about one float32 "
-                "buffer plus the 8-bit image."
+                "Where that growth comes from, reading `upscalers.upscale` (creativity 0): the "
+                "last model pass blends each row of tiles into one float32 band (as tall as a row "
+                "of tiles, as wide as the image) and hands finished rows straight to the 8-bit "
+                "image (`ops.grid_merge.blend_rows`), so no output-size float32 array exists; "
+                "what grows is the 8-bit image, the band (with the width) and what the allocator "
+                "keeps around them. `bench/realesrgan.py` checks the growth for every bundled "
+                "model at two sizes with the same tile."
             )
     s.notes.append(
         "Each case runs `Enhancer.upscale` in a fresh Python process after its models are loaded "
@@ -876,7 +876,7 @@ def memory(b: Bench) -> Section:
         "activations of one tile batch and of one VAE tile) is bounded by the tile and the tile "
         "batch, so it sets the level; the growth with output size is the image buffers with either "
         "model. The compact `realesr-animevideov3-x4` runs through the same tiled code as x4plus "
-        "(tiles of at most 192 px, the same buffers) at a fraction of its cost (bench 5), so it takes the "
+        "(tiles of at most 128 px, the same buffers) at a fraction of its cost (bench 5), so it takes the "
         "Real-ESRGAN series to 4096²; x4plus itself is measured at 4× of 256² and 512²."
     )
     diffusion = [r for r in slope_rows if not r[0].startswith("creativity 0")]
@@ -894,10 +894,12 @@ def memory(b: Bench) -> Section:
         )
     if any(r[0] == "creativity 0: `realesrgan-x4plus` only" for r in slope_rows):
         s.notes.append(
-            "x4plus's two cases differ mostly in tile size, not buffers: a 256² input is cut into "
-            "144-px tiles, a 512² one into 192-px tiles (`fit_tile`), and ncnn's activations for one "
-            "x4plus tile are over a gigabyte at that size, so its fitted slope is not an image-buffer "
-            "figure; its peak is bounded by the 192-px tile from 512² inputs on."
+            "x4plus's work peak is nearly all ncnn's activations for one tile (about 0.8 GiB at "
+            "the 128-px bound). `fit_tile` shortens tiles where that keeps their count (see the "
+            "tiles column), so a slope fitted across cases of different tile sizes mixes the "
+            "activations with the buffers; the peak never exceeds the bound's activations plus "
+            "the buffers, and `bench/realesrgan.py` measures the growth between sizes that run "
+            "the same tile."
         )
     s.notes.append(
         "For scale: one (H, W, 3) float32 image is 11.4 MiB per megapixel, the 8-bit output "
@@ -945,11 +947,12 @@ def esrgan(b: Bench) -> Section:
         if one and two:
             speedups.append(f"`{name}` {one[0] / two[0]:.2f}×")
     s.notes.append(
-        f"Input: a {b.esrgan_input}² crop of a photo, ×4 (192-px input tiles, 32-px overlap, the "
-        "defaults of `upscalers.upscale`), best of "
+        f"Input: a {b.esrgan_input}² crop of a photo, ×4 (input tiles of at most 128 px, each "
+        "bundled model's bound, 32-px overlap: the defaults of `upscalers.upscale`), best of "
         f"{b.esrgan_repeats} after loading the net. Speed-up of 2 threads over 1: {', '.join(speedups)}. "
         "`threads` defaults to every usable core; on a machine shared with other work, ncnn's "
-        "spinning worker threads can make 2 threads slower than 1."
+        "spinning worker threads can make 2 threads slower than 1. Every model, scale and "
+        "thread count: the Real-ESRGAN section (`bench/realesrgan.py`)."
     )
     return s
 

@@ -141,3 +141,22 @@ def test_tiling_benchmark_measures_both_grids(bench_modules, tmp_path):
     assert stand_in["merged"][0] == stand_in["untiled"][0]  # the merged grid is exact there
     assert stand_in["merged"][2].rstrip(" |") == "0.0000"
     assert float(stand_in["fixed grid, no overlap"][1]) > float(stand_in["shifted"][1]) > 1
+
+
+def test_realesrgan_bench_quick_writes_its_own_section(bench_modules, tmp_path):
+    sys.path.insert(0, str(BENCH))
+    try:
+        import realesrgan
+    finally:
+        sys.path.remove(str(BENCH))
+    results = tmp_path / "RESULTS.md"
+    results.write_text("# kept\n\nother text\n")
+    for _ in range(2):  # the second run replaces the section, it does not add one
+        assert realesrgan.main(["--quick", "--results", str(results)]) == 0
+    text = results.read_text()
+    assert text.startswith("# kept\n\nother text\n")
+    assert text.count("<!-- realesrgan -->") == 1 and text.count("<!-- /realesrgan -->") == 1
+    assert "| model | tile bound px | RSS with the net loaded MiB |" in text
+    assert "| `realesr-animevideov3-x4` | ×2 | 1 |" in text
+    assert "| `realesr-animevideov3` | ×2 | 1 |" in text  # the family name's row
+    assert "bf16 storage" in text and "peak RSS growth per output MP" in text
