@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 from skimage import data
 
+from sdenhance.ops.resize import resize
 from sdenhance.upscalers.ncnn import ncnn_runner
 from sdenhance.upscalers.registry import REGISTRY, get_upscaler
 from sdenhance.upscalers.upscale import run_tiled, to_uint8, upscale
@@ -70,12 +71,17 @@ def test_no_output_size_float_image_is_held():
     assert peak < 0.3 * (256 * 8192 * 3 * 4)
 
 
-def test_a_shrinking_final_resample_still_works_from_the_float_image():
+@pytest.mark.parametrize("scale,tile", [(3, 0), (2, 64), (2.5, 32)])
+def test_a_pass_shrunk_in_8_bits_is_within_one_level_of_the_float_shrink(scale, tile):
+    # ×4 then Lanczos to ×3, ×2 or ×2.5: the pass goes to an 8-bit image first, then shrinks
     img = crop(40, 48)
-    out = upscale(img, 3, upscaler="realesr-animevideov3-x4", threads=1)  # ×4 then Lanczos
-    assert out.size == (144, 120) and out.mode == "RGB"
-    ref = np.asarray(img.resize(out.size, Image.Resampling.BICUBIC), np.float32)
-    assert np.abs(np.asarray(out, np.float32) - ref).mean() < 12  # the same picture
+    name = "realesr-animevideov3-x4"
+    out = upscale(img, scale, upscaler=name, threads=1, tile=tile)
+    assert out.size == (round(48 * scale), round(40 * scale)) and out.mode == "RGB"
+    arr = np.asarray(img, np.float32) / 255.0
+    ref = to_uint8(resize(run_tiled(ncnn_runner(name, 1), arr, 4, tile=tile, overlap=32), out.size))
+    diff = np.abs(np.asarray(out, np.int16) - ref.astype(np.int16))
+    assert diff.max() <= 1 and diff.mean() < 0.3
 
 
 @pytest.mark.parametrize(

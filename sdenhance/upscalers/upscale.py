@@ -286,8 +286,8 @@ def upscale(
     method = info.name if info.kind == "resample" else "lanczos"
 
     def enlarge(a: np.ndarray, what: str, emit: EmitFn | None = None) -> np.ndarray | None:
-        """`a` through the model passes to `dst`; with `emit`, a last pass that lands on `dst`
-        hands its rows out instead of returning them (see `run_tiled`)."""
+        """`a` through the model passes, then resampled to `dst`; with `emit`, the last pass
+        hands its rows out instead (see `run_tiled`) and the caller resamples."""
         for i, pass_size in enumerate(sizes, start=1):
             if a.shape[:2] != (pass_size[1], pass_size[0]):
                 a = resize(a, pass_size, "lanczos")
@@ -295,9 +295,6 @@ def upscale(
                 f"{info.name} ×{info.scale}"
                 + (f" pass {i}/{len(sizes)}" if len(sizes) > 1 else "")
                 + what
-            )
-            lands = (
-                i == len(sizes) and (pass_size[0] * info.scale, pass_size[1] * info.scale) == dst
             )
             out = run_tiled(
                 fn,
@@ -307,24 +304,33 @@ def upscale(
                 overlap=info.overlap,
                 progress=progress,
                 label=label,
-                emit=emit if lands else None,
+                emit=emit if i == len(sizes) else None,
             )
             if out is None:
                 return None
             a = out
         return a if a.shape[:2] == (dst[1], dst[0]) else resize(a, dst, method)
 
-    # the colour goes into the 8-bit image row band by row band, never whole in float32
+    # The colour's last model pass goes into an 8-bit image row band by row band, never whole
+    # in float32; a ×4 pass for ×2 or ×3 is then shrunk in 8 bits (Lanczos on 8-bit pixels
+    # against float ones: within one level).
     canvas: list[Image.Image] = []
+    if sizes:
+        last = (sizes[-1][0] * info.scale, sizes[-1][1] * info.scale)
 
     def paste(y0: int, rows: np.ndarray) -> None:
         if not canvas:
-            canvas.append(Image.new("RGB", dst))
+            canvas.append(Image.new("RGB", last))
         for y in range(0, len(rows), 64):  # small 8-bit temporaries
             canvas[0].paste(Image.fromarray(to_uint8(rows[y : y + 64]), "RGB"), (0, y0 + y))
 
     whole = enlarge(arr, "", paste)
-    result = canvas[0] if whole is None else Image.fromarray(to_uint8(whole), "RGB")
+    if whole is not None:
+        result = Image.fromarray(to_uint8(whole), "RGB")
+    elif canvas[0].size == dst:
+        result = canvas[0]
+    else:
+        result = canvas.pop().resize(dst, Image.Resampling.LANCZOS)
     del whole
 
     # 4. Alpha through the same upscaler, so its edges are as sharp as the colour's.
