@@ -16,6 +16,7 @@ Every bundled model (the registry's ncnn entries) on a real photo (scikit-image'
 from __future__ import annotations
 
 import ctypes
+import functools
 import gc
 import json
 import subprocess
@@ -138,20 +139,27 @@ def scales_table(z: Sizes) -> tuple[str, list[str]]:
     from sdenhance.upscalers.upscale import upscale
 
     rows = []
-    small, large = photo(z.speed_input), photo(z.growth_input)
+    small = photo(z.speed_input)
     families = sorted({i.family for i in REGISTRY if i.family and i.name in z.models})
     for name in (*z.models, *families):
         for scale in z.scales:
+            mp = (z.speed_input * scale) ** 2 / 1e6
             for threads in z.threads:
-                upscale(photo(16), scale, upscaler=name, threads=threads)  # the net loads
-                kw = dict(upscaler=name, threads=threads)
-                wall, cpu, work, _ = measure(upscale, small, scale, **kw)
-                mp = (z.speed_input * scale) ** 2 / 1e6
-                growth = None
-                if threads == max(z.threads):
-                    work2 = measure(upscale, large, scale, **kw)[2]
-                    growth = (work2 - work) / ((z.growth_input * scale) ** 2 / 1e6 - mp)
-                rows.append([f"`{name}`", f"×{scale}", threads, wall, cpu, wall / mp, work, growth])
+                if threads != max(z.threads):  # timed here, once the net is loaded
+                    upscale(photo(16), scale, upscaler=name, threads=threads)
+                    wall, cpu, _, _ = measure(upscale, small, scale, upscaler=name, threads=threads)
+                    rows.append(
+                        [f"`{name}`", f"×{scale}", threads, wall, cpu, wall / mp, None, None]
+                    )
+                    continue
+                case = {"model": name, "scale": scale, "threads": threads}
+                a = _run_child({**case, "side": z.speed_input})
+                b = _run_child({**case, "side": z.growth_input})
+                growth = (b["work"] - a["work"]) / ((z.growth_input * scale) ** 2 / 1e6 - mp)
+                rows.append(
+                    [f"`{name}`", f"×{scale}", threads, a["seconds"], a["cpu"], a["seconds"] / mp,
+                     a["work"], growth]
+                )  # fmt: skip
     head = [
         "model",
         "scale",
@@ -159,7 +167,7 @@ def scales_table(z: Sizes) -> tuple[str, list[str]]:
         f"seconds ({z.speed_input}² input)",
         "CPU s",
         "s per output MP",
-        "work peak MiB",
+        f"work peak MiB ({z.speed_input}²)",
         f"growth MiB per output MP ({z.speed_input}² → {z.growth_input}²)",
     ]
     first = z.models[0]
@@ -167,9 +175,10 @@ def scales_table(z: Sizes) -> tuple[str, list[str]]:
         f"Input: {z.speed_input}² and {z.growth_input}² crops of a photo through "
         f"`upscalers.upscale` (tiles {grid(z.speed_input, first)}, then "
         f"{grid(z.growth_input, first)}: {same_tiles(z.speed_input, z.growth_input, first)}), "
-        "after the net is loaded; one run each. *Work peak*: the peak RSS of the upscale above the memory in use "
-        "before it (freed heap handed back first), mostly ncnn's activations for one tile. The "
-        "growth is measured on the larger thread count. A ×4 model asked for ×2 or ×3 runs its "
+        "after the net is loaded; one run each. On the larger thread count each size runs in a "
+        "fresh process (as in the check above), which gives the work peak (the peak RSS of the "
+        "upscale above the RSS before it: mostly ncnn's activations for one tile) and the "
+        "growth; the smaller thread count is timed in this process. A ×4 model asked for ×2 or ×3 runs its "
         "×4 pass and shrinks, so it costs the ×4's seconds; `realesr-animevideov3` (the family "
         "name) runs its x2 or x3 member there. There is no bundled ×2 or ×3 photo model: "
         "`realesrgan-x4plus` at ×2 costs its ×4 (bundled models are never swapped across "
@@ -217,7 +226,8 @@ def options_table(z: Sizes) -> tuple[str, list[str]]:
         f"One {z.option_input}² crop of a photo through `ncnn_runner` (one tile), each option on "
         "top of sdenhance's defaults (`upscalers.ncnn.NCNN_OPTIONS`), after a first run on a "
         "16² tile; one run each, so differences of a few per cent are noise on this shared "
-        "machine. Defaults keep only what stays within 1/255 of float32 direct convolution: "
+        "machine; the work peak is measured in this process, a rougher figure than a fresh "
+        "process gives. Defaults keep only what stays within 1/255 of float32 direct convolution: "
         "bf16 storage is faster and lighter but moves x4plus's output by several levels; fp16 "
         "storage and arithmetic, ncnn's own defaults, change nothing on an x86 CPU (ncnn has no "
         "fp16 path there) but would compute in fp16 on ARM, so sdenhance turns them off to give "
@@ -231,18 +241,25 @@ def options_table(z: Sizes) -> tuple[str, list[str]]:
 
 
 def child(case: dict[str, Any]) -> dict[str, Any]:
-    """`Enhancer.upscale(creativity=0, scale=4)` in this fresh process, net loaded first."""
+    """One upscale in this fresh process, its net loaded first: `Enhancer.upscale(creativity=0)`
+    (what the CLI runs), or `upscalers.upscale` on `threads` threads when the case says."""
     from PIL import Image
 
     from sdenhance import Enhancer
+    from sdenhance.upscalers.upscale import upscale
 
-    enh = Enhancer(None, device="cpu", dtype="fp32", seed=0)
     img = photo(case["side"])
-    kw = dict(scale=case["scale"], creativity=0.0, upscaler=case["model"])
-    enh.upscale(Image.new("RGB", (16, 16)), **kw)  # loads the net
+    if "threads" in case:
+        kw = dict(upscaler=case["model"], threads=case["threads"])
+        run = functools.partial(upscale, scale=case["scale"], **kw)
+    else:
+        enh = Enhancer(None, device="cpu", dtype="fp32", seed=0)
+        kw = dict(scale=case["scale"], creativity=0.0, upscaler=case["model"])
+        run = functools.partial(enh.upscale, **kw)
+    run(Image.new("RGB", (16, 16)))  # loads the net
     loaded = rss_mb()
-    wall, _, work, _ = measure(enh.upscale, img, **kw)
-    return {"loaded": loaded, "work": work, "seconds": wall}
+    wall, cpu, work, _ = measure(run, img)
+    return {"loaded": loaded, "work": work, "seconds": wall, "cpu": cpu}
 
 
 def _run_child(case: dict[str, Any]) -> dict[str, Any]:
