@@ -180,9 +180,14 @@ def scales_table(z: Sizes) -> tuple[str, list[str]]:
         "upscale above the RSS before it: mostly ncnn's activations for one tile) and the "
         "growth; the smaller thread count is timed in this process. A ×4 model asked for ×2 or ×3 runs its "
         "×4 pass and shrinks, so it costs the ×4's seconds; `realesr-animevideov3` (the family "
-        "name) runs its x2 or x3 member there. There is no bundled ×2 or ×3 photo model: "
+        "name) runs its x2 or x3 member there: the models trained for those factors, but no "
+        "faster, as the bundled x2 and x3 nets also compute at ×4 and end in a ×0.5 or ×0.75 "
+        "resize (their `.param`). There is no bundled ×2 or ×3 photo model: "
         "`realesrgan-x4plus` at ×2 costs its ×4 (bundled models are never swapped across "
-        "families)."
+        "families). At these small sizes the growth column is mostly how far the heap drifts "
+        "over the first tiles (about 85 MiB for the x4plus models from one tile to four, "
+        "whatever the scale), not buffers per megapixel: the check above, with 25 tiles, gives "
+        "the slope."
     ]
     return table(head, rows), notes
 
