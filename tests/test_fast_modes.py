@@ -174,7 +174,8 @@ def test_shallow_path_computes_what_the_whole_forward_computes():
             kw["added_cond_kwargs"] = {"text_embeds": torch.randn(2, 32), "time_ids": ids}
         cache = FeatureCache(unet, 2)
         with torch.no_grad():
-            down, mid = cn(x, 300, controlnet_cond=hint, conditioning_scale=0.6, return_dict=False, **kw)  # fmt: skip
+            cn_kw = dict(controlnet_cond=hint, conditioning_scale=0.6, return_dict=False)
+            down, mid = cn(x, 300, **cn_kw, **kw)
             full = cache.full(
                 "k",
                 x,
