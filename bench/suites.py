@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from fast_modes import fast_modes
 from harness import ModelTimer, PeakRSS, Section, best_of, rss_mb, stopwatch, table, wrap_engine
 from naive import feathered_paste, grid_spans, naive_grid, naive_tiles, seam_ratio, transition_mask
 
@@ -1108,4 +1109,5 @@ BENCHMARKS = {
     "esrgan": esrgan,
     "precision": precision,
     "batch": batch,
+    "fast": fast_modes,
 }

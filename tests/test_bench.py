@@ -30,7 +30,7 @@ def test_quick_run_writes_markdown_tables(bench_modules, tmp_path):
         [
             "--quick",
             "--only",
-            "grid,overhead,naive,precision",
+            "grid,overhead,naive,precision,fast",
             "--cache",
             str(tmp_path / "models"),
             "--results",
@@ -47,6 +47,7 @@ def test_quick_run_writes_markdown_tables(bench_modules, tmp_path):
         "## 2. Tile-grid waste",
         "## 3. Against the naive per-tile baseline",
         "## 6. Precision",
+        "## 8. Fast modes",
         "## Targets",
     ):
         assert title in text

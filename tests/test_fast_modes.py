@@ -247,6 +247,20 @@ def test_fast_fills_in_what_was_not_given():
     assert build_options("img2img", {"fast": True}).speedups() != plain.speedups()
 
 
+def test_recipes_and_presets_take_fast(tmp_path):
+    from sdenhance.presets import load_preset
+    from sdenhance.recipes import Recipe, Step
+
+    steps = Recipe("r", (Step("upscale", {"fast": True, "cfg_end": 0.6}),)).validate()
+    opts = steps[0].options
+    preset = build_options("upscale", {"fast": True})
+    assert opts.cfg_end == 0.6 and opts.cache_interval == preset.cache_interval > 1
+    file = tmp_path / "quick.toml"
+    file.write_text('prompt = "a cat"\nfast = true\n')
+    defaults = load_preset(str(file)).defaults("upscale")
+    assert build_options("upscale", defaults).speedups() == preset.speedups()
+
+
 def test_token_merging_without_tomesd_is_a_user_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "tomesd", None)  # import now fails
     with pytest.raises(SdenhanceError, match=r"sdenhance\[fast\]"):
