@@ -10,11 +10,11 @@ import numpy as np
 from sdenhance.diffusion.conditioning import conditioned
 from sdenhance.diffusion.predict import make_predict, stack_embeddings
 from sdenhance.diffusion.sampling import img2img_timesteps, noised_latents
-from sdenhance.diffusion.tiled_denoise import LATENT_FACTOR, tiled_denoise
+from sdenhance.diffusion.tiled_denoise import tiled_denoise
 from sdenhance.diffusion.token_merging import merged_tokens
 from sdenhance.models.schedulers import make_scheduler
+from sdenhance.ops.sizes import LATENT_FACTOR, effective_steps
 from sdenhance.stages import Context
-from sdenhance.stages.img2img import effective_steps
 
 if TYPE_CHECKING:
     import torch
