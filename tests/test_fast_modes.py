@@ -196,6 +196,30 @@ def test_shallow_path_computes_what_the_whole_forward_computes():
         assert not cache.shallow("k", 2)  # a full step again
 
 
+def test_shallow_path_places_offloaded_models_first():
+    """`--offload model` moves a model to the device in a hook of its `forward`, which the
+    shallow path never calls: it runs the hook itself."""
+    unet = testing.build_components("sd15")["unet"]
+    cn = testing.build_controlnet("sd15")
+    seen = []
+
+    class Hook:
+        def pre_forward(self, module, *args):
+            seen.append(type(module).__name__)
+            return args, {}
+
+    unet._hf_hook, cn._hf_hook = Hook(), Hook()
+    x, text, hint = torch.randn(1, 4, 8, 8), torch.randn(1, 77, 32), torch.rand(1, 3, 64, 64)
+    cache = FeatureCache(unet, 2)
+    with torch.no_grad():
+        cache.full("k", x, 10, encoder_hidden_states=text)
+        seen.clear()
+        skips = shallow_controlnet(cn, x, 10, text, hint, 1.0, cache.skips)
+        cache.start_step(1)
+        cache.run_shallow("k", x, 10, encoder_hidden_states=text, skip_residuals=skips)
+    assert seen == ["ControlNetModel", "UNet2DConditionModel"]
+
+
 # ---------------------------------------------------------------------------------------------
 # img2img through the diffusers pipeline
 

@@ -54,6 +54,14 @@ def embeddings(model: Any, sample: torch.Tensor, timestep: Any, added: dict | No
     return act(emb) if act is not None else emb
 
 
+def placed(model: Any, sample: torch.Tensor) -> None:
+    """Run the accelerate hook `--offload` put on `model` before touching its blocks: the
+    shallow path calls them directly, and model offload moves a model only in its `forward`."""
+    hook = getattr(model, "_hf_hook", None)
+    if hook is not None:
+        hook.pre_forward(model, sample)
+
+
 def _block(block: Any, hidden: torch.Tensor, emb: Any, text: Any, cak: Any, **kw: Any) -> Any:
     if getattr(block, "has_cross_attention", False):
         kw.update(encoder_hidden_states=text, cross_attention_kwargs=cak)
@@ -73,6 +81,7 @@ def shallow_unet(
 ) -> torch.Tensor:
     """The UNet's output from its shallow path on `sample`, `deep` standing in for the input of
     its last up block; `skip_residuals` are a ControlNet's residuals of those skips."""
+    placed(unet, sample)
     emb = embeddings(unet, sample, timestep, added_cond_kwargs)
     h = unet.conv_in(sample)
     cak = cross_attention_kwargs
@@ -117,6 +126,7 @@ def shallow_controlnet(
 
     if controlnet.config.get("controlnet_conditioning_channel_order") == "bgr":
         cond = torch.flip(cond, dims=[1])
+    placed(controlnet, sample)
     emb = embeddings(controlnet, sample, timestep, added_cond_kwargs)
     h = controlnet.conv_in(sample) + controlnet.controlnet_cond_embedding(cond)
     _, res = _block(controlnet.down_blocks[0], h, emb, encoder_hidden_states, None)
