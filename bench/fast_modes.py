@@ -172,6 +172,10 @@ def fast_modes(b: Any) -> Section:
         "**The mean absolute difference is not an image-quality measure.** The weights are "
         "random: it says how far each approximation moves this computation from the exact one, "
         "on models whose outputs mean nothing. What each method does to real images is in its "
-        "paper (cited in docs/speed.md)."
+        "paper (cited in docs/speed.md). `--control-cond-only` shows 0 here although it "
+        "changes results: the random ControlNet is built as diffusers starts training one "
+        "(`ControlNetModel.from_unet`), with zero output convolutions, so its residuals are "
+        "zero whichever rows it sees; its compute is the real one. The test models' ControlNet "
+        "is not zero, and tests/test_fast_modes.py shows the mode changing the output there."
     )
     return s
