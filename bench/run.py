@@ -4,8 +4,9 @@
     python bench/run.py --only overhead,grid
     python bench/run.py --quick --results /tmp/r.md   # tiny models and sizes (the smoke test)
 
-Benchmarks: overhead, grid, naive, memory, esrgan, realesrgan, precision, batch (see RESULTS.md
-for what each measures; `bench/realesrgan.py` also runs alone and updates its own section). Scripts that need no model (`bench/colorfix.py`, `bench/removal.py`) run alone
+Benchmarks: overhead, grid, naive, memory, esrgan, realesrgan, precision, batch, fast, sizes
+(see RESULTS.md for what each measures; `bench/realesrgan.py` also runs alone and updates its
+own section). Scripts that need no model (`bench/colorfix.py`, `bench/removal.py`) run alone
 and write their own marked sections of RESULTS.md, which this script keeps. Models are built
 once (random weights, nothing downloaded) under --cache,
 $SDENHANCE_BENCH_CACHE or /tmp/sdenhance-bench, and loaded through `Enhancer(model=folder)`.
@@ -30,7 +31,18 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
 
-ORDER = ("grid", "overhead", "naive", "precision", "esrgan", "realesrgan", "memory", "batch")
+ORDER = (
+    "grid",
+    "overhead",
+    "naive",
+    "precision",
+    "esrgan",
+    "realesrgan",
+    "memory",
+    "batch",
+    "fast",
+    "sizes",
+)
 
 
 def resolve_device_dtype(device: str, dtype: str) -> tuple[str, str]:

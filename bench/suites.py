@@ -15,9 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from fast_modes import fast_modes
 from harness import ModelTimer, PeakRSS, Section, best_of, rss_mb, stopwatch, table, wrap_engine
 from naive import feathered_paste, grid_spans, naive_grid, naive_tiles, seam_ratio, transition_mask
 from realesrgan import realesrgan
+from sizes import sizes
 from tiling import area_table
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -1117,4 +1119,6 @@ BENCHMARKS = {
     "realesrgan": realesrgan,
     "precision": precision,
     "batch": batch,
+    "fast": fast_modes,
+    "sizes": sizes,
 }

@@ -14,6 +14,7 @@ of the same name; any `.toml` file can be given by path.
     loras = ["add_detail:0.6"]             # NAME_OR_PATH[:WEIGHT], as --lora
     embeddings = ["EasyNegative"]          # as --embedding
     clip_skip = 2
+    fast = true                            # the speed-ups of `--fast` (docs/speed.md)
 """
 
 from __future__ import annotations
@@ -167,6 +168,7 @@ class Preset(BaseModel):
     loras: list[str] | None = None
     embeddings: list[str] | None = None
     clip_skip: int | None = None
+    fast: bool | None = None
     _path: Path | None = PrivateAttr(default=None)
 
     @property

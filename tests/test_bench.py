@@ -30,7 +30,7 @@ def test_quick_run_writes_markdown_tables(bench_modules, tmp_path):
         [
             "--quick",
             "--only",
-            "grid,overhead,naive,precision",
+            "grid,overhead,naive,precision,fast,sizes",
             "--cache",
             str(tmp_path / "models"),
             "--results",
@@ -47,6 +47,8 @@ def test_quick_run_writes_markdown_tables(bench_modules, tmp_path):
         "## 2. Tile-grid waste",
         "## 3. Against the naive per-tile baseline",
         "## 6. Precision",
+        "## 8. Fast modes",
+        "## 9. Ours against the naive baseline at three sizes",
         "## Targets",
     ):
         assert title in text
@@ -54,6 +56,7 @@ def test_quick_run_writes_markdown_tables(bench_modules, tmp_path):
     assert "|---|---:|---:|---:|---:|" in text
     assert "| 4096×4096 |" not in text  # quick mode keeps to small grids
     assert "**orchestration**" in text
+    assert "| 128×96 | 2 / 2 |" in text and "| 192×128 |" in text  # bench 9's quick sizes
 
 
 def test_unknown_benchmark_is_refused(bench_modules, capsys):

@@ -13,6 +13,7 @@ from sdenhance.cli import app
 from sdenhance.diffusion import tiled_denoise as td
 from sdenhance.diffusion import tiled_vae
 from sdenhance.ops import tiling
+from sdenhance.stages import tile_denoise
 from sdenhance.stages import tile_upscale as tu
 
 # ---------------------------------------------------------------------------------------------
@@ -311,7 +312,7 @@ def test_cli_upscale_with_tiny_model_writes_metadata(models, tmp_path, photo):
 
 
 def test_out_of_memory_steps_down_the_tile_batch(models, photo, monkeypatch, caplog):
-    real = tu.make_predict
+    real = tile_denoise.make_predict
     batches = []
 
     def fragile(*args, **kwargs):
@@ -325,7 +326,7 @@ def test_out_of_memory_steps_down_the_tile_batch(models, photo, monkeypatch, cap
 
         return wrapped
 
-    monkeypatch.setattr(tu, "make_predict", fragile)
+    monkeypatch.setattr(tile_denoise, "make_predict", fragile)
     enh = Enhancer(models["sd15"], controlnet=models["sd15-controlnet"])
     with caplog.at_level("WARNING", logger="sdenhance"):
         out = enh.upscale(photo, seed=3, **small_opts(tile_batch=4))
@@ -333,7 +334,7 @@ def test_out_of_memory_steps_down_the_tile_batch(models, photo, monkeypatch, cap
     assert "out of memory" in caplog.text and enh.last_record["memory_fallback"]["tile_batch"] == 1
     assert batches[0] > 1 and set(batches[-4:]) == {1}
     # the retry gives what a first run at tile batch 1 gives
-    monkeypatch.setattr(tu, "make_predict", real)
+    monkeypatch.setattr(tile_denoise, "make_predict", real)
     ref = enh.upscale(photo, seed=3, **small_opts(tile_batch=1))
     assert np.array_equal(np.asarray(out), np.asarray(ref))
 

@@ -23,6 +23,7 @@ from sdenhance.cli.panels import (
     P_COLOUR,
     P_DIFF,
     P_FACES,
+    P_FAST,
     P_MASK,
     P_OPTIONS,
     P_PROMPT,
@@ -53,6 +54,9 @@ PANELS: dict[str, str] = {
     ),
     **dict.fromkeys(("tile", "overlap", "tile_batch", "vae_tile"), P_TILE),
     **dict.fromkeys(("color_fix", "color_match", "opacity", "blend"), P_COLOUR),
+    **dict.fromkeys(
+        ("fast", "cfg_end", "token_merging", "cache_interval", "control_cond_only"), P_FAST
+    ),
 }
 STAGE_PANELS: dict[str, str] = {
     "facefix": P_FACES,

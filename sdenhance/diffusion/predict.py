@@ -12,11 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from sdenhance.diffusion.tiled_denoise import PredictFn
+from sdenhance.diffusion.feature_cache import FeatureCache, shallow_controlnet
+from sdenhance.diffusion.speedups import Speedups, guided_steps
 from sdenhance.ops import tiling
 from sdenhance.ops.sizes import LATENT_FACTOR
 
@@ -119,42 +121,119 @@ def make_predict(
     resemblance: float = 1.0,
     device: Any = None,
     dtype: Any = None,
-) -> PredictFn:
+    speedups: Speedups | None = None,
+) -> Predictor:
     """`predict(crops, tiles, t)` -> guided noise predictions (float32) for same-size tiles.
 
     With `controlnet` (and its `control` image) its residuals at `resemblance` go into the
-    UNet; without, the UNet alone runs (plain img2img).
+    UNet; without, the UNet alone runs (plain img2img). `speedups` (`sdenhance.diffusion.
+    speedups`) are approximations, all off by default.
     """
-    import torch
+    return Predictor(
+        unet, cond, controlnet, control, resemblance, device, dtype, speedups or Speedups()
+    )
 
-    reps = 2 if cond.cfg else 1
 
-    def predict(crops: torch.Tensor, group: Sequence[tiling.Tile], t: Any) -> torch.Tensor:
+def _rows(kwargs: dict[str, Any], rows: slice) -> dict[str, Any]:
+    """The model keyword arguments of some rows of the batch."""
+    out = {"encoder_hidden_states": kwargs["encoder_hidden_states"][rows]}
+    if "added_cond_kwargs" in kwargs:
+        out["added_cond_kwargs"] = {k: v[rows] for k, v in kwargs["added_cond_kwargs"].items()}
+    return out
+
+
+@dataclass
+class Predictor:
+    """The `PredictFn` of one denoising run; `start_step(i, n)` before each step lets the
+    speed-ups that depend on the step (CFG end, feature cache) know where the run is."""
+
+    unet: Any
+    cond: Conditioning
+    controlnet: Any
+    control: np.ndarray | None
+    resemblance: float
+    device: Any
+    dtype: Any
+    speedups: Speedups
+
+    def __post_init__(self) -> None:
+        self.guided = self.cond.cfg
+        self.cache = None
+        if self.speedups.cache_interval > 1:
+            self.cache = FeatureCache(self.unet, self.speedups.cache_interval)
+
+    def start_step(self, index: int, total: int) -> None:
+        self.guided = self.cond.cfg and index < guided_steps(total, self.speedups.cfg_end)
+        if self.cache is not None:
+            self.cache.start_step(index)
+
+    def __call__(self, crops: torch.Tensor, group: Sequence[tiling.Tile], t: Any) -> torch.Tensor:
+        import torch
+
         n = crops.shape[0]
-        x = torch.cat([crops] * reps).to(device, dtype)
-        kwargs: dict[str, Any] = {
-            "encoder_hidden_states": cond.prompt_embeds.repeat_interleave(n, 0)
-        }
+        reps = 2 if self.guided else 1
+        cond = self.cond
+        x = torch.cat([crops] * reps).to(self.device, self.dtype)
+        pe = cond.prompt_embeds if reps == 2 else cond.prompt_embeds[-1:]
+        kwargs: dict[str, Any] = {"encoder_hidden_states": pe.repeat_interleave(n, 0)}
         if cond.pooled is not None:
+            pooled = cond.pooled if reps == 2 else cond.pooled[-1:]
             h, w = group[0].height * LATENT_FACTOR, group[0].width * LATENT_FACTOR
             kwargs["added_cond_kwargs"] = {
-                "text_embeds": cond.pooled.repeat_interleave(n, 0),
-                "time_ids": sdxl_time_ids(h, w, n * reps, device, cond.prompt_embeds.dtype),
+                "text_embeds": pooled.repeat_interleave(n, 0),
+                "time_ids": sdxl_time_ids(h, w, n * reps, self.device, pe.dtype),
             }
+        key = tuple(group)
+        shallow = self.cache is not None and self.cache.shallow(key, x.shape[0])
         with torch.no_grad():
-            if controlnet is not None:
-                hint = torch.cat([control_crops(control, group, device, controlnet.dtype)] * reps)
-                down, mid = controlnet(
-                    x,
-                    t,
-                    controlnet_cond=hint,
-                    conditioning_scale=resemblance,
-                    return_dict=False,
-                    **kwargs,
-                )
-                kwargs["down_block_additional_residuals"] = down
-                kwargs["mid_block_additional_residual"] = mid
-            eps = unet(x, t, return_dict=False, **kwargs)[0]
-        return (guide(eps, cond.guidance) if cond.cfg else eps).float()
+            residuals = None
+            if self.controlnet is not None:
+                residuals = self._control(x, t, group, kwargs, shallow)
+            if shallow:
+                eps = self.cache.run_shallow(key, x, t, skip_residuals=residuals, **kwargs)
+            else:
+                if residuals is not None:
+                    kwargs["down_block_additional_residuals"] = residuals[0]
+                    kwargs["mid_block_additional_residual"] = residuals[1]
+                call = self.unet if self.cache is None else partial(self.cache.full, key)
+                eps = call(x, t, return_dict=False, **kwargs)[0]
+        return (guide(eps, cond.guidance) if reps == 2 else eps).float()
 
-    return predict
+    def _control(
+        self, x: torch.Tensor, t: Any, group: Sequence[tiling.Tile], kwargs: dict, shallow: bool
+    ) -> Any:
+        """The ControlNet's residuals for the batch `x`: (down, mid), or the shallow skips'
+        residuals alone on a shallow step; zero for the unconditional rows with
+        `control_cond_only` (computed for the conditional rows only)."""
+        import torch
+
+        half = self.speedups.control_cond_only and self.guided
+        rows = slice(x.shape[0] // 2, None) if half else slice(None)
+        cx, ckw = x[rows], _rows(kwargs, rows)
+        hint = control_crops(self.control, group, self.device, self.controlnet.dtype)
+        hint = torch.cat([hint] * (cx.shape[0] // len(group)))
+        if shallow:
+            down = shallow_controlnet(
+                self.controlnet,
+                cx,
+                t,
+                ckw["encoder_hidden_states"],
+                hint,
+                self.resemblance,
+                self.cache.skips,
+                ckw.get("added_cond_kwargs"),
+            )
+            mid = None
+        else:
+            down, mid = self.controlnet(
+                cx,
+                t,
+                controlnet_cond=hint,
+                conditioning_scale=self.resemblance,
+                return_dict=False,
+                **ckw,
+            )
+        if half:
+            down = [torch.cat([torch.zeros_like(d), d]) for d in down]
+            mid = None if mid is None else torch.cat([torch.zeros_like(mid), mid])
+        return down if shallow else (down, mid)

@@ -60,11 +60,15 @@ def shifted_denoise(
     batch: int = 4,
     progress: Callable[[int, int], None] | None = None,
     generator: Any = None,
+    on_step: Callable[[int, int], None] | None = None,
 ) -> torch.Tensor:
     """Denoise one latent canvas: per step, the tile grid shifted by a new offset, one scheduler
-    step. `tiles` is a partition of the canvas (`shifted_tiles.partition`)."""
+    step. `tiles` is a partition of the canvas (`shifted_tiles.partition`); `on_step(i, n)` as
+    in `tiled_denoise`."""
     extra = step_kwargs(scheduler, generator)
     for i, t in enumerate(timesteps):
+        if on_step is not None:
+            on_step(i, len(timesteps))
         offset = shifted_tiles.step_offsets(i, seed, tiles)
         model_in = scheduler.scale_model_input(latents, t)
         noise = shifted_predictions(model_in, tiles, offset, predict, t, batch)
@@ -87,6 +91,7 @@ def denoise_tiles(
     batch: int = 4,
     progress: Callable[[int, int], None] | None = None,
     generator: Any = None,
+    on_step: Callable[[int, int], None] | None = None,
 ) -> torch.Tensor:
     """`tiled_denoise` (mode `merged`, or any one-tile canvas) or `shifted_denoise`."""
     if mode == "shifted" and len(tiles) > 1:
@@ -100,6 +105,7 @@ def denoise_tiles(
             batch=batch,
             progress=progress,
             generator=generator,
+            on_step=on_step,
         )
     return tiled_denoise(
         latents,
@@ -111,4 +117,5 @@ def denoise_tiles(
         batch=batch,
         progress=progress,
         generator=generator,
+        on_step=on_step,
     )

@@ -108,15 +108,19 @@ def tiled_denoise(
     batch: int = 4,
     progress: Callable[[int, int], None] | None = None,
     generator: Any = None,
+    on_step: Callable[[int, int], None] | None = None,
 ) -> torch.Tensor:
     """Denoise one latent canvas: per step, merged tile predictions, one scheduler step.
 
     The step gets `generator` (and eta 0) only where the sampler takes them, as diffusers
-    decides (`sampling.step_kwargs`).
+    decides (`sampling.step_kwargs`). `on_step(i, n)` is told each step before its predictions
+    (`predict.Predictor.start_step`).
     """
     weights = canvas_weights(tiles, latents, overlap)
     extra = step_kwargs(scheduler, generator)
     for i, t in enumerate(timesteps):
+        if on_step is not None:
+            on_step(i, len(timesteps))
         model_in = scheduler.scale_model_input(latents, t)
         noise = merge_predictions(model_in, tiles, weights, predict, t, batch)
         latents = scheduler.step(noise, t, latents, **extra, return_dict=False)[0]

@@ -106,8 +106,12 @@ class Context:
 
 
 def build_options(stage: str, values: dict[str, Any], *, where: str = "") -> Any:
-    """Validated options of `stage` from plain values (unknown keys are errors)."""
-    return from_mapping(get_stage(stage).Options, values, where=where or stage)
+    """Validated options of `stage` from plain values (unknown keys are errors); `fast` fills
+    in the speed-ups not given (`stages.fast_options`)."""
+    from sdenhance.stages.fast_options import with_fast
+
+    cls = get_stage(stage).Options
+    return from_mapping(cls, with_fast(cls, values), where=where or stage)
 
 
 def preflight(stage: str, opts: Any, ctx: Context) -> None:

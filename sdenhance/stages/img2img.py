@@ -8,17 +8,18 @@ import numpy as np
 from PIL import Image
 
 from sdenhance.diffusion.conditioning import conditioned
+from sdenhance.diffusion.pipeline_speedups import guidance_for, pipeline_speedups
 from sdenhance.models.schedulers import DEFAULT_SCHEDULER, SCHEDULERS
 from sdenhance.ops.sizes import effective_steps
 from sdenhance.options import option
 from sdenhance.stages import Context
-from sdenhance.stages.networks import NetworkOptions
+from sdenhance.stages.fast_options import FastOptions
 
 DEFAULT_NEGATIVE = "blurry, lowres, jpeg artifacts, noise, oversmoothed, watermark, text"
 
 
 @dataclass(frozen=True)
-class Options(NetworkOptions):
+class Options(FastOptions):
     prompt: str = option("", "What the image shows; guides the new detail.")
     negative_prompt: str = option(DEFAULT_NEGATIVE, "What to steer away from.")
     strength: float = option(
@@ -64,16 +65,21 @@ def run(image: Image.Image, opts: Options, ctx: Context) -> Image.Image:
         ctx.progress("img2img", i + 1, total)
         return kwargs
 
-    # 4. denoise, with the prompt's LoRAs applied for this call only
-    with conditioned(engine, pipe, opts, guidance=opts.guidance > 1.0) as (cond, networks):
+    # 4. denoise, with the prompt's LoRAs and the speed-ups asked for applied for this call only
+    fast = opts.speedups()
+    with (
+        conditioned(engine, pipe, opts, guidance=opts.guidance > 1.0) as (cond, networks),
+        pipeline_speedups(pipe, fast, total, seed, on_step) as (callback, tensor_inputs),
+    ):
         out = pipe(
             **cond.pipe_kwargs(),
             image=padded,
             strength=opts.strength,
             num_inference_steps=steps,
-            guidance_scale=opts.guidance,
+            guidance_scale=guidance_for(pipe, fast, opts.guidance, total),
             generator=engine.generator(seed),
-            callback_on_step_end=on_step,
+            callback_on_step_end=callback,
+            callback_on_step_end_tensor_inputs=tensor_inputs,
             output_type="pil",
         ).images[0]
     # 5. crop the padding away and record what ran

@@ -15,25 +15,19 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
 
-from sdenhance.diffusion.conditioning import conditioned
-from sdenhance.diffusion.predict import make_predict, stack_embeddings
-from sdenhance.diffusion.sampling import img2img_timesteps, noised_latents
-from sdenhance.diffusion.shifted_denoise import denoise_tiles
 from sdenhance.diffusion.tiled_vae import vae_decode, vae_encode, vae_precision
 from sdenhance.errors import SdenhanceError
 from sdenhance.io import limits
 from sdenhance.io.convert import from_array, to_array
-from sdenhance.models.schedulers import DEFAULT_SCHEDULER, SCHEDULERS, make_scheduler
+from sdenhance.models.schedulers import DEFAULT_SCHEDULER, SCHEDULERS
 from sdenhance.ops import sizes
 from sdenhance.ops.color import DEFAULT_METHOD as COLOR_DEFAULT
 from sdenhance.ops.color import METHODS as COLOR_METHODS
 from sdenhance.ops.shifted_tiles import TILINGS
-from sdenhance.ops.sizes import LATENT_FACTOR, effective_steps
 from sdenhance.ops.upscale_plan import (
     ACTIVATION_BYTES,
     Plan,
@@ -43,13 +37,11 @@ from sdenhance.ops.upscale_plan import (
 )
 from sdenhance.options import MAX_SIDE, option
 from sdenhance.stages import Context
+from sdenhance.stages.fast_options import ControlFastOptions
 from sdenhance.stages.img2img import DEFAULT_NEGATIVE
-from sdenhance.stages.networks import NetworkOptions
 from sdenhance.stages.tile_checks import preflight, refuse_resemblance
+from sdenhance.stages.tile_denoise import denoise
 from sdenhance.stages.tile_memory import check_memory, free_cache, is_oom
-
-if TYPE_CHECKING:
-    import torch
 
 __all__ = [
     "ACTIVATION_BYTES",
@@ -69,7 +61,7 @@ MAX_OUTPUT_PIXELS = limits.MAX_OUTPUT_PIXELS  # 20000×20000: beyond, the buffer
 
 
 @dataclass(frozen=True)
-class Options(NetworkOptions):
+class Options(ControlFastOptions):
     scale: float = option(
         2.0, "Upscale factor (≥ 1); ignored when width/height are given.", ge=1.0, le=32.0
     )
@@ -238,52 +230,6 @@ def pad_canvas(up_arr: np.ndarray, canvas: tuple[int, int]) -> np.ndarray:
     return np.pad(
         up_arr, ((0, ch - up_arr.shape[0]), (0, cw - up_arr.shape[1]), (0, 0)), mode="edge"
     )
-
-
-def denoise(
-    init: torch.Tensor, control: np.ndarray, work: Plan, opts: Options, ctx: Context
-) -> torch.Tensor:
-    """img2img of the whole latent canvas at `creativity`, all tiles merged each step.
-
-    Step by step what diffusers' (ControlNet) img2img pipeline does for one image: the tail of
-    the schedule, noise from the seeded generator, the same model inputs and guidance.
-    """
-    engine = ctx.engine
-    scheduler = make_scheduler(opts.scheduler, engine.base.scheduler.config)
-    steps = effective_steps(opts.steps, opts.creativity)
-    timesteps = img2img_timesteps(scheduler, steps, opts.creativity, engine.device)
-    seed = ctx.resolve_seed()
-    generator = engine.generator(seed)
-    latents = noised_latents(
-        init, scheduler, timesteps, generator, device=engine.device, dtype=engine.dtype
-    )
-    # the prompt (A1111 syntax) and its LoRAs, applied for this denoise only
-    with conditioned(engine, engine.base, opts, guidance=opts.guidance > 1.0) as (embeds, used):
-        predict = make_predict(
-            engine.base.unet,
-            stack_embeddings(embeds, opts.guidance),
-            controlnet=engine.controlnet,
-            control=control,
-            resemblance=opts.resemblance,
-            device=engine.device,
-            dtype=engine.dtype,
-        )
-        n_tiles = len(work.tiles)
-        latents = denoise_tiles(
-            opts.tiling,
-            latents,
-            scheduler,
-            timesteps,
-            work.tiles,
-            opts.overlap // LATENT_FACTOR,
-            predict,
-            batch=opts.tile_batch,
-            seed=seed,
-            generator=generator,
-            progress=lambda done, total: ctx.progress(f"denoise ({n_tiles} tiles)", done, total),
-        )
-    ctx.record.update(used)
-    return latents
 
 
 def generate(
