@@ -14,8 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from sdenhance.diffusion.sampling import step_kwargs
-from sdenhance.diffusion.tiled_denoise import PredictFn, tiled_denoise
+from sdenhance.diffusion.tiled_denoise import PredictFn, denoise_loop, tiled_denoise
 from sdenhance.ops import shifted_tiles, tiling
 
 if TYPE_CHECKING:
@@ -65,17 +64,12 @@ def shifted_denoise(
     """Denoise one latent canvas: per step, the tile grid shifted by a new offset, one scheduler
     step. `tiles` is a partition of the canvas (`shifted_tiles.partition`); `on_step(i, n)` as
     in `tiled_denoise`."""
-    extra = step_kwargs(scheduler, generator)
-    for i, t in enumerate(timesteps):
-        if on_step is not None:
-            on_step(i, len(timesteps))
+
+    def noise(model_in: torch.Tensor, i: int, t: Any) -> torch.Tensor:
         offset = shifted_tiles.step_offsets(i, seed, tiles)
-        model_in = scheduler.scale_model_input(latents, t)
-        noise = shifted_predictions(model_in, tiles, offset, predict, t, batch)
-        latents = scheduler.step(noise, t, latents, **extra, return_dict=False)[0]
-        if progress is not None:
-            progress(i + 1, len(timesteps))
-    return latents
+        return shifted_predictions(model_in, tiles, offset, predict, t, batch)
+
+    return denoise_loop(latents, scheduler, timesteps, noise, generator, progress, on_step)
 
 
 def denoise_tiles(

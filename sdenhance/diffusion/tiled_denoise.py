@@ -117,13 +117,30 @@ def tiled_denoise(
     (`predict.Predictor.start_step`).
     """
     weights = canvas_weights(tiles, latents, overlap)
+
+    def noise(model_in: torch.Tensor, i: int, t: Any) -> torch.Tensor:
+        return merge_predictions(model_in, tiles, weights, predict, t, batch)
+
+    return denoise_loop(latents, scheduler, timesteps, noise, generator, progress, on_step)
+
+
+def denoise_loop(
+    latents: torch.Tensor,
+    scheduler: Any,
+    timesteps: Sequence[Any],
+    noise: Callable[[torch.Tensor, int, Any], torch.Tensor],
+    generator: Any,
+    progress: Callable[[int, int], None] | None,
+    on_step: Callable[[int, int], None] | None,
+) -> torch.Tensor:
+    """The sampler loop every tiling shares: per step, `noise(model input, i, t)` for the whole
+    canvas, then one scheduler step."""
     extra = step_kwargs(scheduler, generator)
     for i, t in enumerate(timesteps):
         if on_step is not None:
             on_step(i, len(timesteps))
         model_in = scheduler.scale_model_input(latents, t)
-        noise = merge_predictions(model_in, tiles, weights, predict, t, batch)
-        latents = scheduler.step(noise, t, latents, **extra, return_dict=False)[0]
+        latents = scheduler.step(noise(model_in, i, t), t, latents, **extra, return_dict=False)[0]
         if progress is not None:
             progress(i + 1, len(timesteps))
     return latents
