@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from tile_merge import merge_tiles
 
 from sdenhance.ops.grid_merge import axis_weights, blend_rows, merge_grid
-from sdenhance.ops.tiling import merge_tiles, spans, tile_grid
+from sdenhance.ops.tiling import spans, tile_grid
 
 GRIDS = [  # width, height, tile_w, tile_h, overlap, channels
     (40, 24, 16, 12, 4, 3),

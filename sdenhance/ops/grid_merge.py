@@ -1,7 +1,7 @@
 """Blend the patches of a rectangular tile grid into one float32 array, with no weight-sum image.
 
-`tiling.merge_tiles` accepts any tiles, so it keeps an image-size weight sum and divides by it
-at the end. A grid built by `tiling.tile_grid` is the product of one list of column spans and
+A general merge of any tiles keeps an image-size weight sum and divides by it at the end. A
+grid built by `tiling.tile_grid` is the product of one list of column spans and
 one list of row spans, and each tile's feather weight is the outer product of a row ramp and a
 column ramp, so the weight sum is the outer product of two 1-D sums. Dividing each ramp by its
 1-D sum before use makes every tile's weights already normalised: the patches are added
@@ -103,8 +103,8 @@ def merge_grid(
 ) -> np.ndarray:
     """(height, width, C) float32 blend of row-major `patches` on the grid `rows` × `cols`.
 
-    The same result as `tiling.merge_tiles` on `tile_grid`'s tiles (up to float rounding), with
-    the output the only image-size array (see `blend_rows`).
+    The same result as a general weight-sum merge of `tile_grid`'s tiles (up to float
+    rounding), with the output the only image-size array (see `blend_rows`).
     """
     out: list[np.ndarray] = []
 

@@ -6,7 +6,7 @@ Everything here is pure integer/numpy maths on pixel (or latent) coordinates:
   edge, starts spread evenly, so every overlap is at least the requested one and no partial
   tile is evaluated.
 - `fit_tile`: the smallest tile that keeps the tile count, so the grid just covers the image.
-- `blend_weights` / `merge_tiles`: smooth feathering over the overlap, normalised to sum to one
+- `blend_weights`: smooth feathering over the overlap, normalised to sum to one
   at every pixel, for any value range and any trailing channel count (pixels or latents).
 
 Tiles are half-open boxes `[x0, x1) × [y0, y1)`; arrays are (H, W) or (H, W, C).
@@ -14,7 +14,6 @@ Tiles are half-open boxes `[x0, x1) × [y0, y1)`; arrays are (H, W) or (H, W, C)
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,10 +25,8 @@ __all__ = [
     "Tile",
     "blend_weights",
     "fit_tile",
-    "merge_tiles",
     "spans",
     "tile_grid",
-    "weight_sum",
 ]
 
 
@@ -140,65 +137,9 @@ def blend_weights(tile: Tile, width: int, height: int, overlap: int) -> np.ndarr
     Sides that touch another tile fall smoothly towards 0 over `overlap` pixels so a tile's
     edge, where its content is least reliable and differs most from its neighbour's, contributes
     almost nothing; sides on the image border stay at 1, since nothing else covers them. Every
-    value is strictly positive. Use `merge_tiles` (or divide by `weight_sum`) to normalise.
+    value is strictly positive. Normalise by the sum over all tiles (`ops.grid_merge` for a grid).
     """
     _check_int("overlap", overlap, minimum=0)
     wx = _axis_weights(tile.x0, tile.x1, width, overlap)
     wy = _axis_weights(tile.y0, tile.y1, height, overlap)
     return np.outer(wy, wx).astype(np.float32)
-
-
-def weight_sum(tiles: Sequence[Tile], width: int, height: int, overlap: int) -> np.ndarray:
-    """(height, width) float32 sum of every tile's `blend_weights` (> 0 wherever covered)."""
-    total = np.zeros((height, width), dtype=np.float32)
-    for tile in tiles:
-        total[tile.slices] += blend_weights(tile, width, height, overlap)
-    return total
-
-
-def merge_tiles(
-    tiles: Sequence[Tile],
-    patches: Iterable[np.ndarray],
-    width: int,
-    height: int,
-    overlap: int,
-) -> np.ndarray:
-    """Blend per-tile patches into one (height, width[, C]) array with weights summing to one.
-
-    `patches` are (h, w) or (h, w, C) arrays in the order of `tiles`, any value range and any
-    channel count (RGB pixels, alpha, 4-channel latents). They are consumed one at a time, so a
-    generator keeps only the output, the weight sum and one patch in memory. Where tiles agree
-    the result equals them exactly (up to float rounding); where they differ it changes smoothly.
-    """
-    out: np.ndarray | None = None
-    total = np.zeros((height, width), dtype=np.float32)
-    count = 0
-    for tile, patch in zip(tiles, patches, strict=True):
-        patch = np.asarray(patch)
-        if patch.ndim < 2 or patch.shape[:2] != (tile.height, tile.width):
-            raise ValueError(
-                f"patch {count} has shape {patch.shape}, tile {tile} needs "
-                f"({tile.height}, {tile.width}[, C])"
-            )
-        if out is None:
-            dtype = np.result_type(patch.dtype, np.float32)
-            out = np.zeros((height, width, *patch.shape[2:]), dtype=dtype)
-        elif patch.shape[2:] != out.shape[2:]:
-            raise ValueError(
-                f"patch {count} has trailing shape {patch.shape[2:]}, expected {out.shape[2:]}"
-            )
-        w = blend_weights(tile, width, height, overlap)
-        total[tile.slices] += w
-        out[tile.slices] += patch * _expand(w, patch.ndim)
-        count += 1
-    if out is None:
-        raise ValueError("merge_tiles needs at least one tile")
-    if not np.all(total > 0):
-        raise ValueError("the tiles do not cover the whole image")
-    out /= _expand(total, out.ndim)
-    return out
-
-
-def _expand(weights: np.ndarray, ndim: int) -> np.ndarray:
-    """(h, w) weights broadcastable against an (h, w, ...) array of `ndim` dimensions."""
-    return weights.reshape(weights.shape + (1,) * (ndim - 2))
